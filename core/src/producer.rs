@@ -1,0 +1,410 @@
+//! The send protocol.
+//!
+//! 1. Prepare everything that does not need a position (length check,
+//!    target check), so the claim-to-publish window stays short.
+//! 2. **Claim**: read `tail`; if `tail + k - head > capacity` by the cached
+//!    head, refresh the head (broadcast: also run one min-head scan) and
+//!    report [`TrySendError::Full`] if it is still full; else CAS
+//!    `tail -> tail + k`. The winner owns positions `tail .. tail + k`.
+//! 3. **Write** the payload and the slot header fields.
+//! 4. **Publish**: store `seq = p + 1` with Release.
+//!
+//! A producer that stalls between 2 and 4 holds up every receiver behind
+//! its position (receivers read in position order) — see the crate docs'
+//! guarantee table.
+
+use core::cell::Cell;
+use core::fmt;
+
+use crate::error::TrySendError;
+use crate::layout::SLOT_FLAG_SKIP;
+use crate::mode::Mode;
+use crate::ring::{Ring, Role, SubscriberId};
+use crate::storage::Regions;
+use crate::subscribers::Joined;
+use crate::sync::atomic::Ordering::*;
+use crate::wake::WakeSet;
+
+/// Optional per-message fields.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Envelope {
+    /// Deliver to this receiver only (broadcast and unicast modes).
+    pub target: Option<SubscriberId>,
+    /// A user tag carried with the message.
+    pub tag: u64,
+}
+
+impl Envelope {
+    /// An envelope addressed to `target`.
+    pub fn to(target: SubscriberId) -> Self {
+        Envelope {
+            target: Some(target),
+            tag: 0,
+        }
+    }
+
+    /// An envelope with a tag.
+    pub fn tagged(tag: u64) -> Self {
+        Envelope { target: None, tag }
+    }
+}
+
+/// The sending handle of a subscriber. `Send` but not `Sync`: it keeps a
+/// private cache of the consumer head. Dropping it leaves the ring (gives up
+/// the send role of its table entry).
+pub struct Producer<R: Regions> {
+    ring: Ring<R>,
+    joined: Joined,
+    cached_head: Cell<u64>,
+    sent: Cell<u64>,
+}
+
+impl<R: Regions> fmt::Debug for Producer<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("id", &self.joined.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Regions> Drop for Producer<R> {
+    fn drop(&mut self) {
+        self.ring.leave(self.joined.id, self.joined.gen, Role::Send);
+    }
+}
+
+impl<R: Regions> Producer<R> {
+    pub(crate) fn new(ring: Ring<R>, joined: Joined) -> Self {
+        // ORDERING(head): Acquire; the slots below it were consumed.
+        let head = ring.regions.header().head.load(Acquire);
+        Producer {
+            ring,
+            joined,
+            cached_head: Cell::new(head),
+            sent: Cell::new(0),
+        }
+    }
+
+    /// This sender's subscriber id (carried in every message it sends).
+    pub fn id(&self) -> SubscriberId {
+        self.joined.id
+    }
+
+    /// The ring this producer sends into.
+    pub fn ring(&self) -> &Ring<R> {
+        &self.ring
+    }
+
+    /// Send a copy of `data` to every receiver the mode delivers to.
+    /// Returns the message id (its position in the ring).
+    pub fn try_send(&self, data: &[u8]) -> Result<u64, TrySendError> {
+        self.try_send_with(Envelope::default(), data)
+    }
+
+    /// Send `data` to receiver `target` only (the RFC's targeted unicast).
+    pub fn try_send_to(&self, target: SubscriberId, data: &[u8]) -> Result<u64, TrySendError> {
+        self.try_send_with(Envelope::to(target), data)
+    }
+
+    /// Send `data` with an [`Envelope`] (target and tag).
+    pub fn try_send_with(&self, env: Envelope, data: &[u8]) -> Result<u64, TrySendError> {
+        self.check_len(data.len())?;
+        let target = self.check_target(env.target)?;
+        let pos = self.claim(1)?;
+        let slot = self.ring.geo.slot_of(pos);
+        // SAFETY: we own `pos` (claimed, unpublished) and len <= max_message
+        // <= payload_room (checked above).
+        unsafe { self.ring.regions.write_payload(slot, 0, data) };
+        self.publish(pos, data.len() as u32, target, env.tag, 0);
+        self.end_claim(1);
+        Ok(pos)
+    }
+
+    /// Send as many of `msgs` as fit, in order, with one claim (one CAS on
+    /// the tail). Returns how many were sent, at least 1; `Full` if none fit.
+    /// All messages are checked against the size limit first: if one is too
+    /// large, nothing is sent.
+    pub fn try_send_batch(&self, msgs: &[&[u8]]) -> Result<usize, TrySendError> {
+        for m in msgs {
+            self.check_len(m.len())?;
+        }
+        if msgs.is_empty() {
+            return Ok(0);
+        }
+        let (first, k) = self.claim_up_to(msgs.len() as u64)?;
+        for (i, m) in msgs[..k as usize].iter().enumerate() {
+            let pos = first.wrapping_add(i as u64);
+            let slot = self.ring.geo.slot_of(pos);
+            // SAFETY: as in try_send_with: `pos` is one of ours, length checked.
+            unsafe { self.ring.regions.write_payload(slot, 0, m) };
+            self.publish(pos, m.len() as u32, 0, 0, 0);
+        }
+        self.end_claim(k);
+        Ok(k as usize)
+    }
+
+    /// Claim one slot for a zero-copy send: write into the returned guard,
+    /// then [`SendSlot::commit`]. Dropping the guard without commit publishes
+    /// a *skip record*: receivers step over the position and nobody receives
+    /// anything, so an abandoned claim never wedges the ring.
+    pub fn try_claim(&mut self) -> Result<SendSlot<'_, R>, TrySendError> {
+        self.try_claim_with(Envelope::default())
+    }
+
+    /// [`Producer::try_claim`] with an [`Envelope`].
+    pub fn try_claim_with(&mut self, env: Envelope) -> Result<SendSlot<'_, R>, TrySendError> {
+        let target = self.check_target(env.target)?;
+        let pos = self.claim(1)?;
+        Ok(SendSlot {
+            producer: self,
+            pos,
+            len: 0,
+            target,
+            tag: env.tag,
+            done: false,
+        })
+    }
+
+    /// After publishing, compute (and mark) the sleeping receivers to wake
+    /// for `published` new messages. Cheap when nobody sleeps: one fence and
+    /// one load per 64 table entries, no write. The blocking layer calls this
+    /// after every send and performs the wake syscall only when the set is
+    /// not empty.
+    pub fn wake_set(&self, published: u64) -> WakeSet {
+        crate::wake::wake_after_publish(&self.ring, published, None)
+    }
+
+    /// [`Producer::wake_set`] for a message addressed to `target`: only the
+    /// target is woken.
+    pub fn wake_set_for(&self, target: SubscriberId) -> WakeSet {
+        crate::wake::wake_after_publish(&self.ring, 1, Some(target))
+    }
+
+    /// Messages sent through this handle.
+    pub fn sent(&self) -> u64 {
+        self.sent.get()
+    }
+
+    fn check_len(&self, len: usize) -> Result<(), TrySendError> {
+        let max = self.ring.geo.max_message();
+        if len > max {
+            return Err(TrySendError::TooLarge { len, max });
+        }
+        Ok(())
+    }
+
+    /// The slot's `target` word for `target` (0 = everyone).
+    fn check_target(&self, target: Option<SubscriberId>) -> Result<u32, TrySendError> {
+        let Some(t) = target else { return Ok(0) };
+        if self.ring.geo.mode() == Mode::Multicast {
+            return Err(TrySendError::AddressingUnsupported);
+        }
+        if !self.ring.is_receiver(t) {
+            return Err(TrySendError::UnknownTarget { target: t.0 });
+        }
+        Ok(t.0 + 1)
+    }
+
+    /// Claim exactly `k` positions or none.
+    fn claim(&self, k: u64) -> Result<u64, TrySendError> {
+        let (first, got) = self.claim_inner(k, false)?;
+        debug_assert_eq!(got, k);
+        Ok(first)
+    }
+
+    /// Claim between 1 and `k` positions.
+    fn claim_up_to(&self, k: u64) -> Result<(u64, u64), TrySendError> {
+        self.claim_inner(k, true)
+    }
+
+    fn claim_inner(&self, k: u64, partial: bool) -> Result<(u64, u64), TrySendError> {
+        let ring = &self.ring;
+        let hdr = ring.regions.header();
+        let cap = ring.geo.capacity();
+        let entry = ring.regions.entry(self.joined.id.index());
+        if ring.is_closed() {
+            return Err(TrySendError::Closed);
+        }
+        let mut refreshed = false;
+        let mut tail = hdr.tail.load(Relaxed);
+        loop {
+            // Positions in use by the cached head; a peer may have written
+            // anything into tail or head, so everything wraps and a head
+            // "ahead" of the tail just reads as full.
+            let used = tail.wrapping_sub(self.cached_head.get());
+            let free = cap.saturating_sub(used);
+            let want = if partial { k.min(free) } else { k };
+            if free < want || want == 0 {
+                if refreshed {
+                    if !ring.owns(self.joined.id, self.joined.gen) {
+                        return Err(TrySendError::Detached);
+                    }
+                    return Err(TrySendError::Full);
+                }
+                refreshed = true;
+                // ORDERING(head): Acquire; pairs with the Release store (or
+                // fetch_max / CAS) of head by receivers after they finished
+                // reading, so our payload writes into reused slots come after
+                // their reads.
+                let mut head = hdr.head.load(Acquire);
+                if ring.geo.mode() == Mode::Broadcast
+                    && cap.saturating_sub(tail.wrapping_sub(head)) < want.max(1)
+                {
+                    head = ring.raise_min_head();
+                }
+                self.cached_head.set(head);
+                tail = hdr.tail.load(Relaxed);
+                continue;
+            }
+            // Claim record, for recovering the positions of a producer that
+            // dies before publishing (robustness issue): written before the
+            // CAS, so a claim that succeeds is always recorded.
+            entry.claim_start.store(tail, Relaxed);
+            entry.claim_count.store(want as u32, Relaxed);
+            // ORDERING(claim): Relaxed. The CAS only decides who owns the
+            // positions; the edge that makes slot reuse safe is the Acquire
+            // load of head above (done by this thread, before this CAS).
+            match hdr
+                .tail
+                .compare_exchange_weak(tail, tail.wrapping_add(want), Relaxed, Relaxed)
+            {
+                Ok(_) => return Ok((tail, want)),
+                Err(now) => tail = now,
+            }
+        }
+    }
+
+    fn end_claim(&self, k: u64) {
+        let entry = self.ring.regions.entry(self.joined.id.index());
+        entry.claim_count.store(0, Relaxed);
+        let sent = self.sent.get().wrapping_add(k);
+        self.sent.set(sent);
+        entry.sent.store(sent, Relaxed);
+    }
+
+    fn publish(&self, pos: u64, len: u32, target: u32, tag: u64, flags: u32) {
+        let slot = self.ring.regions.slot(self.ring.geo.slot_of(pos));
+        slot.len.store(len, Relaxed);
+        slot.sender.store(self.joined.id.0, Relaxed);
+        slot.target.store(target, Relaxed);
+        slot.flags.store(flags, Relaxed);
+        slot.tag.store(tag, Relaxed);
+        // ORDERING(publish): Release; pairs with the Acquire load of
+        // slot.seq in receivers (mode::*), making the payload and the header
+        // fields above visible to whoever sees seq == pos + 1.
+        slot.seq.store(pos.wrapping_add(1), Release);
+    }
+}
+
+/// A claimed slot, written in place and then committed (zero-copy send).
+///
+/// The payload is written with [`SendSlot::write_at`] / [`SendSlot::append`]
+/// straight into the shared slot (no staging buffer). Dropping the guard
+/// without [`SendSlot::commit`] publishes a skip record (see
+/// [`Producer::try_claim`]).
+pub struct SendSlot<'a, R: Regions> {
+    producer: &'a Producer<R>,
+    pos: u64,
+    len: usize,
+    target: u32,
+    tag: u64,
+    done: bool,
+}
+
+impl<R: Regions> fmt::Debug for SendSlot<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendSlot")
+            .field("id", &self.pos)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl<R: Regions> SendSlot<'_, R> {
+    /// The id the message will have.
+    pub fn id(&self) -> u64 {
+        self.pos
+    }
+
+    /// Bytes written so far (the message length at commit).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Room in the slot: the ring's maximum message size.
+    pub fn capacity(&self) -> usize {
+        self.producer.ring.geo.max_message()
+    }
+
+    /// Write `bytes` at `offset` in the payload. The message length becomes
+    /// at least `offset + bytes.len()`; bytes in a gap below `offset` that
+    /// were never written are unspecified (they hold an older message).
+    pub fn write_at(&mut self, offset: usize, bytes: &[u8]) -> Result<(), TrySendError> {
+        let max = self.capacity();
+        let end = offset.checked_add(bytes.len()).filter(|&e| e <= max);
+        let Some(end) = end else {
+            return Err(TrySendError::TooLarge {
+                len: offset.saturating_add(bytes.len()),
+                max,
+            });
+        };
+        let slot = self.producer.ring.geo.slot_of(self.pos);
+        // SAFETY: we own the position (claimed, unpublished); end <= max_message.
+        unsafe {
+            self.producer
+                .ring
+                .regions
+                .write_payload(slot, offset, bytes)
+        };
+        self.len = self.len.max(end);
+        Ok(())
+    }
+
+    /// Write `bytes` after what was written so far.
+    pub fn append(&mut self, bytes: &[u8]) -> Result<(), TrySendError> {
+        self.write_at(self.len, bytes)
+    }
+
+    /// Set the message length (at most [`SendSlot::capacity`]).
+    pub fn set_len(&mut self, len: usize) -> Result<(), TrySendError> {
+        let max = self.capacity();
+        if len > max {
+            return Err(TrySendError::TooLarge { len, max });
+        }
+        self.len = len;
+        Ok(())
+    }
+
+    /// Set the user tag.
+    pub fn set_tag(&mut self, tag: u64) {
+        self.tag = tag;
+    }
+
+    /// Publish the message. Returns its id.
+    pub fn commit(mut self) -> u64 {
+        self.done = true;
+        self.producer
+            .publish(self.pos, self.len as u32, self.target, self.tag, 0);
+        self.producer.end_claim(1);
+        self.pos
+    }
+}
+
+impl<R: Regions> Drop for SendSlot<'_, R> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.producer.publish(self.pos, 0, 0, 0, SLOT_FLAG_SKIP);
+            self.producer
+                .ring
+                .regions
+                .entry(self.producer.joined.id.index())
+                .claim_count
+                .store(0, Relaxed);
+        }
+    }
+}

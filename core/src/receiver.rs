@@ -1,0 +1,398 @@
+//! The receiving handle: `try_recv` into a caller buffer, and the zero-copy
+//! `ReadSlot` guard (unicast and broadcast). Mode-specific steps live in
+//! `mode::*`.
+
+use core::cell::Cell;
+use core::fmt;
+
+use crate::error::TryRecvError;
+use crate::layout::{SlotHeader, SLOT_FLAG_SKIP};
+use crate::mode::{broadcast, multicast, unicast, Mode};
+use crate::ring::{Ring, Role, SubscriberId};
+use crate::storage::Regions;
+use crate::subscribers::Joined;
+use crate::sync::atomic::Ordering::*;
+
+/// What a receive delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageInfo {
+    /// The message id: its position in the ring (unique, increasing).
+    pub id: u64,
+    /// Bytes delivered into the caller's buffer.
+    pub len: usize,
+    /// Length of the message as sent (clamped to the ring's maximum).
+    pub message_len: usize,
+    /// Who sent it.
+    pub sender: SubscriberId,
+    /// The receiver it was addressed to, if any.
+    pub target: Option<SubscriberId>,
+    /// The user tag.
+    pub tag: u64,
+}
+
+impl MessageInfo {
+    /// Whether the buffer was too small and only the first `len` bytes of
+    /// the message were delivered (the RFC's truncation semantics).
+    pub fn truncated(&self) -> bool {
+        self.len < self.message_len
+    }
+}
+
+/// Header fields of a published slot, read once into private memory.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SlotSnapshot {
+    pub(crate) len: usize,
+    pub(crate) sender: u32,
+    pub(crate) target: u32,
+    pub(crate) flags: u32,
+    pub(crate) tag: u64,
+}
+
+impl SlotSnapshot {
+    /// Read the header fields of `slot` (Relaxed: ordered by the caller's
+    /// Acquire load of `seq`). The length is clamped to `max_len`: a peer
+    /// may have written anything.
+    pub(crate) fn read(slot: &SlotHeader, max_len: usize) -> Self {
+        SlotSnapshot {
+            len: (slot.len.load(Relaxed) as usize).min(max_len),
+            sender: slot.sender.load(Relaxed),
+            target: slot.target.load(Relaxed),
+            flags: slot.flags.load(Relaxed),
+            tag: slot.tag.load(Relaxed),
+        }
+    }
+
+    /// Whether receiver `me` should get this message.
+    pub(crate) fn is_for(&self, me: SubscriberId) -> bool {
+        self.flags & SLOT_FLAG_SKIP == 0
+            && (self.target == 0 || self.target == me.0.wrapping_add(1))
+    }
+
+    pub(crate) fn info(&self, id: u64, delivered: usize) -> MessageInfo {
+        MessageInfo {
+            id,
+            len: delivered,
+            message_len: self.len,
+            sender: SubscriberId(self.sender),
+            target: self.target.checked_sub(1).map(SubscriberId),
+            tag: self.tag,
+        }
+    }
+}
+
+/// The receiving handle of a subscriber. `Send` but not `Sync`. Dropping it
+/// leaves the ring (gives up the receive role of its table entry).
+pub struct Receiver<R: Regions> {
+    pub(crate) ring: Ring<R>,
+    pub(crate) joined: Joined,
+    /// Unicast / broadcast: the next position to read (private, authoritative).
+    pub(crate) head: Cell<u64>,
+    /// Broadcast: messages read since the last min-head scan.
+    pub(crate) since_scan: Cell<u32>,
+    pub(crate) received: Cell<u64>,
+    pub(crate) lagged: Cell<u64>,
+}
+
+impl<R: Regions> fmt::Debug for Receiver<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("id", &self.joined.id)
+            .field("mode", &self.ring.geo.mode())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Regions> Drop for Receiver<R> {
+    fn drop(&mut self) {
+        self.ring.leave(self.joined.id, self.joined.gen, Role::Recv);
+    }
+}
+
+/// Outcome of looking at the slot at a receiver's head.
+pub(crate) enum Peek {
+    /// Published and for us: position and header snapshot.
+    Ready(u64, SlotSnapshot),
+    /// Nothing published at the head yet.
+    Empty,
+}
+
+impl<R: Regions> Receiver<R> {
+    pub(crate) fn new(ring: Ring<R>, joined: Joined) -> Self {
+        Receiver {
+            ring,
+            head: Cell::new(joined.start),
+            joined,
+            since_scan: Cell::new(0),
+            received: Cell::new(0),
+            lagged: Cell::new(0),
+        }
+    }
+
+    /// This receiver's subscriber id (what senders address it by).
+    pub fn id(&self) -> SubscriberId {
+        self.joined.id
+    }
+
+    /// The ring this receiver reads from.
+    pub fn ring(&self) -> &Ring<R> {
+        &self.ring
+    }
+
+    /// Messages received through this handle.
+    pub fn received(&self) -> u64 {
+        self.received.get()
+    }
+
+    /// Messages this receiver lost by lagging (0 in a lossless ring with
+    /// well-behaved peers).
+    pub fn lagged(&self) -> u64 {
+        self.lagged.get()
+    }
+
+    /// Receive the next message into `buf`. If `buf` is shorter than the
+    /// message, its first `buf.len()` bytes are delivered and
+    /// [`MessageInfo::truncated`] is true; the message is consumed either
+    /// way. On error the contents of `buf` are unspecified.
+    pub fn try_recv(&self, buf: &mut [u8]) -> Result<MessageInfo, TryRecvError> {
+        match self.ring.geo.mode() {
+            Mode::Multicast => multicast::try_recv(self, buf),
+            Mode::Unicast | Mode::Broadcast => {
+                let Peek::Ready(pos, snap) = self.next_ready()? else {
+                    return Err(self.empty_or_closed());
+                };
+                let n = snap.len.min(buf.len());
+                // SAFETY: n <= len <= max_message <= payload_room.
+                unsafe {
+                    self.ring.regions.read_payload(
+                        self.ring.geo.slot_of(pos),
+                        0,
+                        &mut buf[..n],
+                        true,
+                    )
+                };
+                self.advance(pos.wrapping_add(1), true);
+                Ok(snap.info(pos, n))
+            }
+        }
+    }
+
+    /// Zero-copy receive (unicast and broadcast): a guard over the next
+    /// message in place. The message is consumed when the guard is dropped;
+    /// until then no producer can reuse its slot. Multicast rings return
+    /// [`TryRecvError::ZeroCopyUnsupported`]: competing receivers must copy
+    /// before they know a message is theirs.
+    pub fn try_read(&mut self) -> Result<ReadSlot<'_, R>, TryRecvError> {
+        if self.ring.geo.mode() == Mode::Multicast {
+            return Err(TryRecvError::ZeroCopyUnsupported);
+        }
+        match self.next_ready()? {
+            Peek::Ready(pos, snap) => Ok(ReadSlot {
+                rx: self,
+                pos,
+                snap,
+            }),
+            Peek::Empty => Err(self.empty_or_closed()),
+        }
+    }
+
+    /// Whether a call to `try_recv` would find something (a message, a
+    /// close, a lag): the re-check of the sleep protocol. Does not consume.
+    pub(crate) fn is_ready(&self) -> bool {
+        if self.ring.is_closed() {
+            return true;
+        }
+        let (h, exact) = match self.ring.geo.mode() {
+            Mode::Multicast => (self.ring.regions.header().head.load(Relaxed), true),
+            _ => (self.head.get(), false),
+        };
+        let seq = self
+            .ring
+            .regions
+            .slot(self.ring.geo.slot_of(h))
+            .seq
+            .load(Relaxed);
+        if exact {
+            seq == h.wrapping_add(1)
+        } else {
+            // Published for h, or a later lap (lagged): both end the wait.
+            seq.wrapping_sub(h.wrapping_add(1)) < (1 << 63)
+        }
+    }
+
+    /// Unicast / broadcast: step over skip records and messages addressed to
+    /// others until a message for us is at the head. Bounded: at most one lap.
+    fn next_ready(&self) -> Result<Peek, TryRecvError> {
+        let geo = &self.ring.geo;
+        for _ in 0..=geo.capacity() {
+            let h = self.head.get();
+            let slot = self.ring.regions.slot(geo.slot_of(h));
+            // ORDERING(publish): Acquire; pairs with the Release store of
+            // seq in Producer::publish.
+            let seq = slot.seq.load(Acquire);
+            if seq != h.wrapping_add(1) {
+                let ahead = seq.wrapping_sub(h.wrapping_add(1));
+                if ahead != 0 && ahead < (1 << 63) {
+                    return Err(self.lapped(h));
+                }
+                return Ok(Peek::Empty);
+            }
+            let snap = SlotSnapshot::read(slot, geo.max_message());
+            if snap.is_for(self.joined.id) {
+                return Ok(Peek::Ready(h, snap));
+            }
+            self.advance(h.wrapping_add(1), false);
+        }
+        Ok(Peek::Empty)
+    }
+
+    /// The slot at our head holds a later position than our head: we were
+    /// overtaken. Jump to the oldest position that can still be in the ring.
+    fn lapped(&self, h: u64) -> TryRecvError {
+        let hdr = self.ring.regions.header();
+        let tail = hdr.tail.load(Relaxed);
+        let oldest = tail.wrapping_sub(self.ring.geo.capacity());
+        let to = if oldest.wrapping_sub(h) < (1 << 63) && oldest != h {
+            oldest
+        } else {
+            h.wrapping_add(1)
+        };
+        let lost = to.wrapping_sub(h);
+        self.lagged.set(self.lagged.get().wrapping_add(lost));
+        self.ring
+            .regions
+            .entry(self.joined.id.index())
+            .lagged
+            .store(self.lagged.get(), Relaxed);
+        self.advance(to, false);
+        TryRecvError::Lagged(lost)
+    }
+
+    /// Move our head to `to` (unicast: the shared head; broadcast: our
+    /// local_head) after reading everything below it.
+    pub(crate) fn advance(&self, to: u64, delivered: bool) {
+        self.head.set(to);
+        if delivered {
+            let n = self.received.get().wrapping_add(1);
+            self.received.set(n);
+            self.ring
+                .regions
+                .entry(self.joined.id.index())
+                .received
+                .store(n, Relaxed);
+        }
+        match self.ring.geo.mode() {
+            Mode::Unicast => unicast::publish_head(self, to),
+            Mode::Broadcast => broadcast::publish_head(self, to),
+            Mode::Multicast => {}
+        }
+    }
+
+    /// `Empty`, `Closed` (drained and closed) or `Detached`.
+    pub(crate) fn empty_or_closed(&self) -> TryRecvError {
+        if !self.ring.owns(self.joined.id, self.joined.gen) {
+            return TryRecvError::Detached;
+        }
+        if self.ring.is_closed() {
+            // A message published before the close is still delivered: look
+            // again now that the close is visible.
+            if self.is_ready_after_close() {
+                return TryRecvError::Empty;
+            }
+            return TryRecvError::Closed;
+        }
+        TryRecvError::Empty
+    }
+
+    fn is_ready_after_close(&self) -> bool {
+        let h = match self.ring.geo.mode() {
+            Mode::Multicast => self.ring.regions.header().head.load(Relaxed),
+            _ => self.head.get(),
+        };
+        let seq = self
+            .ring
+            .regions
+            .slot(self.ring.geo.slot_of(h))
+            .seq
+            .load(Acquire);
+        seq == h.wrapping_add(1)
+    }
+}
+
+/// A message read in place (zero-copy receive). Consumed on drop.
+pub struct ReadSlot<'a, R: Regions> {
+    rx: &'a Receiver<R>,
+    pos: u64,
+    snap: SlotSnapshot,
+}
+
+impl<R: Regions> fmt::Debug for ReadSlot<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadSlot")
+            .field("id", &self.pos)
+            .field("len", &self.snap.len)
+            .finish()
+    }
+}
+
+impl<R: Regions> ReadSlot<'_, R> {
+    /// Message metadata (`len` is the whole message).
+    pub fn info(&self) -> MessageInfo {
+        self.snap.info(self.pos, self.snap.len)
+    }
+
+    /// Message length.
+    pub fn len(&self) -> usize {
+        self.snap.len
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.snap.len == 0
+    }
+
+    /// Copy message bytes from `offset` into `dst`; returns how many were
+    /// copied (fewer than `dst.len()` at the end of the message).
+    pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> usize {
+        let n = self.snap.len.saturating_sub(offset).min(dst.len());
+        if n > 0 {
+            // SAFETY: offset + n <= len <= max_message <= payload_room.
+            unsafe {
+                self.rx.ring.regions.read_payload(
+                    self.rx.ring.geo.slot_of(self.pos),
+                    offset,
+                    &mut dst[..n],
+                    true,
+                )
+            };
+        }
+        n
+    }
+
+    /// The message bytes in place.
+    ///
+    /// # Safety
+    ///
+    /// No other process may write this slot while the returned slice lives.
+    /// Our own producers cannot (the slot is not released until the guard
+    /// drops), but a *misbehaving* peer with write access to the data region
+    /// could, and a shared reference to bytes that change is undefined
+    /// behaviour. Use [`ReadSlot::read_at`] when senders are not trusted.
+    #[cfg(not(loom))]
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        let p = self
+            .rx
+            .ring
+            .regions
+            .payload_ptr(self.rx.ring.geo.slot_of(self.pos));
+        // SAFETY: p points at the payload of our slot, valid for len <=
+        // payload_room bytes while the ring lives (Regions contract); the
+        // caller vouches that nobody writes it meanwhile.
+        unsafe { core::slice::from_raw_parts(p, self.snap.len) }
+    }
+}
+
+impl<R: Regions> Drop for ReadSlot<'_, R> {
+    fn drop(&mut self) {
+        self.rx.advance(self.pos.wrapping_add(1), true);
+    }
+}

@@ -1,0 +1,217 @@
+//! The subscriber table: join, leave, and the broadcast min-head scan. The
+//! only code that iterates over all entries.
+//!
+//! # The join race (broadcast)
+//!
+//! A new broadcast receiver starts at the current tail, and must be counted by
+//! every min-head scan that could let a producer overwrite the position it
+//! starts at. A scan reads `tail` (T0), then `fence(SeqCst)`, then the entries,
+//! and raises `head` to `min(T0, local heads)`. A joiner publishes its entry
+//! (state ACTIVE, Release), then `fence(SeqCst)`, then reads `tail` again (t1)
+//! and starts there. Either the scan saw the entry, and its minimum is at most
+//! the joiner's provisional head, which is at most t1; or it missed it, which
+//! puts the scan's fence before the joiner's in the single SeqCst order, so the
+//! joiner's tail load after its fence cannot read an older value than the
+//! scan's load before its fence (C++20 [atomics.order] p4), i.e. T0 <= t1. In
+//! both cases the scan's result is at most t1, and nothing at or after t1 can
+//! be overwritten before the joiner reads it. A stale scan that finishes its
+//! `fetch_max` long after is covered by the same argument: the argument is
+//! about what it read, not when it writes.
+
+use crate::error::JoinError;
+use crate::layout::{ENTRY_ACTIVE, ENTRY_FREE, ROLE_RECV, ROLE_SEND};
+use crate::mode::Mode;
+use crate::ring::{Ring, Role, SubscriberId};
+use crate::storage::Regions;
+use crate::sync::atomic::{fence, Ordering::*};
+
+/// Entry status while a broadcast receiver is joining: scans skip it.
+pub(crate) const ENTRY_JOINING: u64 = 2;
+const STATUS_MASK: u64 = 0xff;
+const ROLE_MASK: u64 = ROLE_SEND | ROLE_RECV;
+
+/// What `join` hands the new handle.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Joined {
+    pub(crate) id: SubscriberId,
+    pub(crate) gen: u32,
+    /// Broadcast / unicast receivers: the first position to read.
+    pub(crate) start: u64,
+}
+
+pub(crate) fn generation(state: u64) -> u32 {
+    (state >> 32) as u32
+}
+
+fn pack(gen: u32, roles: u64, status: u64) -> u64 {
+    ((gen as u64) << 32) | roles | status
+}
+
+impl<R: Regions> Ring<R> {
+    /// Take a free entry of the table with `role`.
+    pub(crate) fn join(&self, role: Role) -> Result<Joined, JoinError> {
+        if self.is_closed() {
+            return Err(JoinError::Closed);
+        }
+        let hdr = self.regions.header();
+        let recv = role.can_recv();
+        let broadcast_recv = recv && self.geo.mode() == Mode::Broadcast;
+        let max = self.geo.max_subscribers();
+        for i in 0..max {
+            let entry = self.regions.entry(i);
+            let s = entry.state.load(Relaxed);
+            if s & STATUS_MASK != ENTRY_FREE {
+                continue;
+            }
+            let gen = generation(s).wrapping_add(1);
+            let status = if recv { ENTRY_JOINING } else { ENTRY_ACTIVE };
+            // ORDERING(entry): Acquire on success, so what the previous
+            // holder stored before releasing the entry (Release in `leave`)
+            // is visible before we overwrite it. Relaxed on failure: we
+            // just move on.
+            if entry
+                .state
+                .compare_exchange(s, pack(gen, role.bits(), status), Acquire, Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            let id = SubscriberId(i as u32);
+            hdr.wake.table_high_water.fetch_max(i as u32 + 1, Relaxed);
+            entry.claim_count.store(0, Relaxed);
+            entry.sent.store(0, Relaxed);
+            entry.received.store(0, Relaxed);
+            entry.lagged.store(0, Relaxed);
+            let mut start = 0;
+            if recv {
+                match self.geo.mode() {
+                    Mode::Unicast => {
+                        // ORDERING(exclusive): Acquire pairs with the Release
+                        // in `leave`, so we start where the last receiver's
+                        // head store left off.
+                        if hdr
+                            .wake
+                            .exclusive_receiver
+                            .compare_exchange(0, i as u32 + 1, Acquire, Relaxed)
+                            .is_err()
+                        {
+                            entry.state.store(pack(gen, 0, ENTRY_FREE), Release);
+                            return Err(JoinError::ReceiverTaken);
+                        }
+                        // ORDERING(head): Acquire; pairs with the previous
+                        // receiver's Release store of head.
+                        start = hdr.head.load(Acquire);
+                    }
+                    Mode::Broadcast => {
+                        let provisional = hdr.tail.load(Relaxed);
+                        entry.local_head.store(provisional, Relaxed);
+                    }
+                    Mode::Multicast => {}
+                }
+                // ORDERING(entry): Release; pairs with the Acquire state load
+                // in `raise_min_head` (and `is_receiver`), so a scan that sees
+                // ACTIVE also sees the provisional local_head.
+                entry
+                    .state
+                    .store(pack(gen, role.bits(), ENTRY_ACTIVE), Release);
+                if broadcast_recv {
+                    // ORDERING(join): SeqCst fence; pairs with the fence in
+                    // `raise_min_head`. See the module doc for the proof.
+                    fence(SeqCst);
+                    start = hdr.tail.load(Relaxed);
+                    // ORDERING(local_head): Release, as every local_head store.
+                    entry.local_head.store(start, Release);
+                }
+            }
+            return Ok(Joined { id, gen, start });
+        }
+        Err(JoinError::TableFull { max: max as u32 })
+    }
+
+    /// Give up `role` on entry `id` (if it is still ours, generation `gen`).
+    /// The entry is freed when no role is left.
+    pub(crate) fn leave(&self, id: SubscriberId, gen: u32, role: Role) {
+        let hdr = self.regions.header();
+        let entry = self.regions.entry(id.index());
+        let mut s = entry.state.load(Relaxed);
+        loop {
+            if generation(s) != gen || s & STATUS_MASK == ENTRY_FREE {
+                return; // Not ours any more: someone reclaimed it.
+            }
+            let left = s & ROLE_MASK & !role.bits();
+            let new = if left == 0 {
+                pack(gen, 0, ENTRY_FREE)
+            } else {
+                pack(gen, left, s & STATUS_MASK)
+            };
+            // ORDERING(entry): Release; pairs with the Acquire CAS in `join`
+            // and the Acquire state loads of scans.
+            match entry.state.compare_exchange_weak(s, new, Release, Relaxed) {
+                Ok(_) => break,
+                Err(now) => s = now,
+            }
+        }
+        if role.can_recv() {
+            let bit = 1u64 << (id.index() % 64);
+            self.regions
+                .waiter_word(id.index() / 64)
+                .fetch_and(!bit, Relaxed);
+            match self.geo.mode() {
+                Mode::Unicast => {
+                    // ORDERING(exclusive): Release; pairs with the Acquire CAS
+                    // in `join`, publishing our last head store.
+                    let _ =
+                        hdr.wake
+                            .exclusive_receiver
+                            .compare_exchange(id.0 + 1, 0, Release, Relaxed);
+                }
+                Mode::Broadcast => {
+                    // Let producers blocked on us move on right away.
+                    self.raise_min_head();
+                }
+                Mode::Multicast => {}
+            }
+        }
+    }
+
+    /// Whether entry `id` still belongs to the handle of generation `gen`.
+    pub(crate) fn owns(&self, id: SubscriberId, gen: u32) -> bool {
+        let s = self.regions.entry(id.index()).state.load(Relaxed);
+        generation(s) == gen && s & STATUS_MASK != ENTRY_FREE
+    }
+
+    /// Broadcast: raise the shared head to the minimum `local_head` of active
+    /// receivers (or to the tail if there are none), never lowering it.
+    /// Returns the head after the raise.
+    pub(crate) fn raise_min_head(&self) -> u64 {
+        let hdr = self.regions.header();
+        let t0 = hdr.tail.load(Relaxed);
+        // ORDERING(join): SeqCst fence; pairs with the joiner's fence in
+        // `join` (module doc).
+        fence(SeqCst);
+        let high =
+            (hdr.wake.table_high_water.load(Relaxed) as usize).min(self.geo.max_subscribers());
+        let mut min = t0;
+        for i in 0..high {
+            let entry = self.regions.entry(i);
+            // ORDERING(entry): Acquire; pairs with the Release state store in `join`.
+            let s = entry.state.load(Acquire);
+            if s & STATUS_MASK == ENTRY_ACTIVE && s & ROLE_RECV != 0 {
+                // ORDERING(local_head): Acquire; pairs with the receiver's
+                // Release store after it finished reading the position below,
+                // so a producer that reuses that slot (after the Release
+                // fetch_max below and its own Acquire load of head) writes
+                // after the receiver's read.
+                let lh = entry.local_head.load(Acquire);
+                // A peer can store any value: one above t0 cannot hold the
+                // head back (it reads nothing below t0), so it is ignored.
+                min = min.min(lh);
+            }
+        }
+        // ORDERING(head): AcqRel; Release pairs with producers' Acquire
+        // loads of head (carrying the receivers' reads, above); Acquire keeps
+        // the chain when another scan raised it further.
+        let prev = hdr.head.fetch_max(min, AcqRel);
+        prev.max(min)
+    }
+}

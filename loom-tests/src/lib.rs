@@ -1,0 +1,1 @@
+//! Loom models of the shmcast-core protocols (see the loom issue).
