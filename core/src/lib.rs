@@ -96,7 +96,6 @@ pub use wake::{WaitToken, WakeSet};
 /// (loom's under `--cfg loom`).
 pub mod atomic {
     #[cfg(not(loom))]
-    #[allow(clippy::disallowed_types)]
     pub use core::sync::atomic::{AtomicU32, AtomicU64};
     #[cfg(loom)]
     pub use loom::sync::atomic::{AtomicU32, AtomicU64};

@@ -6,8 +6,6 @@
 //! `use crate::sync::atomic::{AtomicU64, Ordering}`; clippy's `disallowed-types`
 //! (see `clippy.toml`) rejects the raw `core` types anywhere else.
 
-#![allow(clippy::disallowed_types)]
-
 #[cfg(loom)]
 mod imp {
     pub(crate) mod atomic {
