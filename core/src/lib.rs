@@ -20,6 +20,39 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## Roles are types
+//!
+//! A subscriber joins as a sender ([`Ring::producer`]), a receiver
+//! ([`Ring::receiver`]) or both ([`Ring::duplex`], one table entry, two
+//! handles). A receive-only handle has no send methods, and a send-only
+//! handle no receive methods, so the RFC's `EACCES` cases cannot compile:
+//!
+//! ```compile_fail
+//! # use shmcast_core::{Config, HeapRing, Mode};
+//! let ring = HeapRing::new(&Config::new(Mode::Unicast)).unwrap();
+//! let rx = ring.receiver().unwrap();
+//! rx.try_send(b"receive-only cannot send");
+//! ```
+//!
+//! ```compile_fail
+//! # use shmcast_core::{Config, HeapRing, Mode};
+//! let ring = HeapRing::new(&Config::new(Mode::Unicast)).unwrap();
+//! let tx = ring.producer().unwrap();
+//! let mut buf = [0u8; 8];
+//! tx.try_recv(&mut buf); // send-only cannot receive
+//! ```
+//!
+//! while the duplex pair does both:
+//!
+//! ```
+//! # use shmcast_core::{Config, HeapRing, Mode};
+//! let ring = HeapRing::new(&Config::new(Mode::Unicast)).unwrap();
+//! let (tx, rx) = ring.duplex().unwrap();
+//! tx.try_send(b"loopback").unwrap();
+//! let mut buf = [0u8; 8];
+//! assert_eq!(rx.try_recv(&mut buf).unwrap().len, 8);
+//! ```
+//!
 //! ## Protocols
 //!
 //! Positions are `u64` and never wrap in practice; position `p` lives in slot

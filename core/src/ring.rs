@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use crate::error::{ConfigError, JoinError};
+use crate::error::JoinError;
 use crate::layout::{
     Geometry, HeaderWords, ENTRY_ACTIVE, ROLE_RECV, ROLE_SEND, STATE_CLOSED, STATE_OPEN,
 };
@@ -110,7 +110,7 @@ impl Ring<crate::storage::HeapRegions> {
     /// assert_eq!(&buf[..info.len], b"hello");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn new(config: &crate::Config) -> Result<Self, ConfigError> {
+    pub fn new(config: &crate::Config) -> Result<Self, crate::ConfigError> {
         let geo = config.geometry()?;
         let regions = crate::storage::HeapRegions::new(&geo);
         // SAFETY: the regions were built for this very geometry.

@@ -7,6 +7,10 @@
 
 #![deny(unsafe_code)]
 
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 pub use shmcast_core as core;
 pub use shmcast_core::{
     Config, Envelope, HeapRing, MessageInfo, Mode, Producer, Receiver, SubscriberId, TryRecvError,

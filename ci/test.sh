@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The one test command (README "Quick start"; .ci/run calls it too).
+# Runs lints, every unit/integration/doc test, the release-mode stress tests,
+# and (when present) the loom models and fuzz smoke runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash ci/lint.sh
+cargo test --workspace
+cargo test --release -p shmcast-core --test stress
+if [ -x ci/loom.sh ] || [ -f ci/loom.sh ]; then
+    bash ci/loom.sh
+fi
+if [ -f ci/fuzz-smoke.sh ]; then
+    bash ci/fuzz-smoke.sh
+fi
