@@ -47,6 +47,12 @@ impl Config {
         }
     }
 
+    /// The same configuration with another delivery mode.
+    pub const fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
     /// Number of slots; must be a power of two.
     pub const fn capacity(mut self, capacity: u64) -> Self {
         self.capacity = capacity;

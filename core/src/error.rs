@@ -293,6 +293,9 @@ pub enum JoinError {
     ReceiverTaken,
     /// The ring was closed.
     Closed,
+    /// The data region is mapped read-only in this process: it may only
+    /// receive.
+    ReadOnly,
 }
 
 impl fmt::Display for JoinError {
@@ -305,6 +308,9 @@ impl fmt::Display for JoinError {
                 f.write_str("this unicast ring already has its one receiver")
             }
             JoinError::Closed => f.write_str("the ring is closed"),
+            JoinError::ReadOnly => {
+                f.write_str("the data region is mapped read-only here, so this process cannot send")
+            }
         }
     }
 }

@@ -59,6 +59,12 @@ pub unsafe trait Regions {
     /// (`ReadSlot::as_slice`). Not available under loom.
     #[cfg(not(loom))]
     fn payload_ptr(&self, i: usize) -> *const u8;
+    /// Whether the data region may be written through these regions. A
+    /// receive-only process maps it read-only and says `false` here; the
+    /// ring then refuses to create producers on it.
+    fn data_writable(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(not(loom))]

@@ -53,6 +53,9 @@ impl<R: Regions> Ring<R> {
         if self.is_closed() {
             return Err(JoinError::Closed);
         }
+        if role.can_send() && !self.regions.data_writable() {
+            return Err(JoinError::ReadOnly);
+        }
         let hdr = self.regions.header();
         let recv = role.can_recv();
         let broadcast_recv = recv && self.geo.mode() == Mode::Broadcast;

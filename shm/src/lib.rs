@@ -1,18 +1,73 @@
 //! # shmcast
 //!
-//! Inter-process channels over one lock-free ring in shared memory. This
-//! crate will hold the shared-memory layer (sealed memfds, attach,
-//! permissions, blocking calls); today it re-exports the ring from
-//! [`shmcast_core`], which already runs in-process over heap memory.
+//! Inter-process channels on Linux over one lock-free ring in shared
+//! memory: many senders, many receivers, unicast / broadcast / multicast
+//! delivery, between processes that need not trust each other.
+//!
+//! A channel is two sealed memfds (control and data, see
+//! [`shmcast_core::layout`]). Its creator serves attach requests on an
+//! abstract unix socket named after the channel ([`name`] says why there);
+//! a peer connects, the creator checks the peer's `SO_PEERCRED` against the
+//! channel's owner/group/other bits (receive needs read, send needs write)
+//! and hands over the fds with `SCM_RIGHTS` — the data region `O_RDONLY` to
+//! receive-only peers, so their kernel refuses them a writable mapping. The
+//! peer validates everything it was handed (memfd, seals, sizes from
+//! `fstat`, header through [`Geometry::decode`](shmcast_core::Geometry::decode))
+//! before it maps and joins.
+//!
+//! ```
+//! use shmcast::{attach, ChannelBuilder, Mode, Role};
+//!
+//! // Process A creates a broadcast channel other users of its group may read.
+//! let channel = ChannelBuilder::new("doc-quickstart")
+//!     .mode(Mode::Broadcast)
+//!     .capacity(1024)
+//!     .max_message(256)
+//!     .permissions(0o640)
+//!     .create()?;
+//! let tx = channel.sender()?;
+//!
+//! // Process B (here: the same one) attaches by name and receives.
+//! let rx = attach("doc-quickstart", Role::Recv)?.receiver()?;
+//! tx.try_send(b"temperature=21.5")?;
+//! let mut buf = [0u8; 256];
+//! let msg = rx.try_recv(&mut buf)?;
+//! assert_eq!(&buf[..msg.len], b"temperature=21.5");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Receiving in this version polls (`try_recv`); sleeping receivers woken
+//! across processes come with `shmcast-uring-notify`.
 
 #![deny(unsafe_code)]
+
+mod channel;
+pub mod error;
+mod fd_passing;
+mod handles;
+pub mod handshake;
+mod map;
+pub mod name;
+mod permissions;
+mod region;
+pub mod seal;
+mod server;
+mod validate;
+
+pub use channel::{
+    attach, attach_with, import, AttachOptions, Attachment, Channel, ChannelBuilder, Export,
+};
+pub use error::{AttachError, CreateError, OpenError, Region};
+pub use handles::{Receiver, Sender};
+pub use map::ShmRegions;
+pub use shmcast_core::{
+    Config, Envelope, HeapRing, JoinError, MessageInfo, Mode, Role, SubscriberId, TryRecvError,
+    TrySendError,
+};
+
+/// The core ring crate, re-exported.
+pub use shmcast_core as core;
 
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
-
-pub use shmcast_core as core;
-pub use shmcast_core::{
-    Config, Envelope, HeapRing, MessageInfo, Mode, Producer, Receiver, SubscriberId, TryRecvError,
-    TrySendError,
-};

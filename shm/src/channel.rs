@@ -1,0 +1,427 @@
+//! Creating channels, attaching to them by name, and the fd-level
+//! export / import for users who bring their own transport.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustix::io::Errno;
+use rustix::net::{
+    connect, socket_with, sockopt, AddressFamily, SocketAddrUnix, SocketFlags, SocketType,
+};
+use shmcast_core::layout::DEFAULT_MAX_MESSAGE_CAP;
+use shmcast_core::{Config, Mode, Ring, Role};
+
+use crate::error::{AttachError, CreateError, OpenError, Region};
+use crate::fd_passing;
+use crate::handles::{Receiver, Sender};
+use crate::handshake::{Message, RefuseReason, MAX_LEN};
+use crate::map::{self, Mapping, ShmRegions};
+use crate::permissions::Policy;
+use crate::server::{Server, Shared};
+use crate::{name, region, validate};
+
+/// Builds a channel: name, mode, sizes, permission bits.
+///
+/// ```
+/// use shmcast::{ChannelBuilder, Mode};
+/// let channel = ChannelBuilder::new("doc-builder")
+///     .mode(Mode::Broadcast)
+///     .capacity(256)
+///     .max_message(1024)
+///     .permissions(0o640)
+///     .create()?;
+/// assert_eq!(channel.name(), "doc-builder");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct ChannelBuilder {
+    name: String,
+    config: Config,
+    permissions: u32,
+}
+
+impl ChannelBuilder {
+    /// A unicast channel named `name` with default sizes (see
+    /// [`Config::new`]) and permissions `0o600` (owner only).
+    pub fn new(name: impl Into<String>) -> Self {
+        ChannelBuilder {
+            name: name.into(),
+            config: Config::new(Mode::Unicast),
+            permissions: 0o600,
+        }
+    }
+
+    /// Delivery mode.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.config = self.config.with_mode(mode);
+        self
+    }
+
+    /// Number of slots (a power of two).
+    pub fn capacity(mut self, slots: u64) -> Self {
+        self.config = self.config.capacity(slots);
+        self
+    }
+
+    /// Largest message in bytes.
+    pub fn max_message(mut self, bytes: u32) -> Self {
+        self.config = self.config.max_message(bytes);
+        self
+    }
+
+    /// Entries in the subscriber table.
+    pub fn max_subscribers(mut self, count: u32) -> Self {
+        self.config = self.config.max_subscribers(count);
+        self
+    }
+
+    /// Cap on the message size (default 1 MiB).
+    pub fn message_cap(mut self, cap: u32) -> Self {
+        self.config = self.config.message_cap(cap);
+        self
+    }
+
+    /// Permission bits (owner / group / other, like chmod; only the read
+    /// and write bits count: receiving needs read, sending needs write).
+    pub fn permissions(mut self, mode: u32) -> Self {
+        self.permissions = mode & 0o777;
+        self
+    }
+
+    /// Allocate, seal and map the regions, and start serving attaches.
+    pub fn create(self) -> Result<Channel, CreateError> {
+        name::validate(&self.name).map_err(CreateError::InvalidName)?;
+        let geo = self.config.geometry()?;
+        let fds = region::create(
+            &self.name,
+            geo.control_size() as u64,
+            geo.data_size() as u64,
+        )?;
+        let map_err = |e: AttachError| match e {
+            AttachError::Io { op, errno } => CreateError::Io { op, errno },
+            _ => CreateError::Io {
+                op: "mmap",
+                errno: Errno::INVAL,
+            },
+        };
+        let control = Mapping::new(
+            fds.control.as_fd(),
+            geo.control_size() as u64,
+            true,
+            Region::Control,
+        )
+        .map_err(map_err)?;
+        let data = Mapping::new(fds.data.as_fd(), geo.data_size() as u64, true, Region::Data)
+            .map_err(map_err)?;
+        let regions = ShmRegions::new(control, data, &geo).ok_or(CreateError::Io {
+            op: "mmap",
+            errno: Errno::INVAL,
+        })?;
+        let ring = map::ring(regions, geo);
+        let policy = Policy {
+            uid: rustix::process::getuid().as_raw(),
+            gid: rustix::process::getgid().as_raw(),
+            mode: self.permissions,
+        };
+        ring.initialize(policy.uid, policy.gid, policy.mode);
+        let shared = Arc::new(Shared {
+            fds,
+            policy,
+            mode: geo.mode(),
+            control_size: geo.control_size() as u64,
+            data_size: geo.data_size() as u64,
+            ring: ring.clone(),
+        });
+        let server = Server::start(&self.name, shared.clone())?;
+        Ok(Channel {
+            name: self.name,
+            ring,
+            shared,
+            server,
+        })
+    }
+}
+
+/// A channel this process created. It serves attach requests (on a thread)
+/// for as long as it lives.
+///
+/// Dropping it stops serving but leaves the ring open: attached peers keep
+/// working, exactly as when the creating process exits. [`Channel::destroy`]
+/// also closes the ring.
+#[derive(Debug)]
+pub struct Channel {
+    name: String,
+    ring: Ring<ShmRegions>,
+    shared: Arc<Shared>,
+    server: Server,
+}
+
+/// The fds and descriptor of a channel, for handing over on a transport of
+/// your own (`SCM_RIGHTS` on your socket, a D-Bus `h` argument...).
+#[derive(Debug)]
+pub struct Export {
+    /// The handshake `Welcome` message: role, mode and region sizes.
+    pub descriptor: Vec<u8>,
+    /// The control region memfd.
+    pub control: OwnedFd,
+    /// The data region memfd (`O_RDONLY` for a receive-only role).
+    pub data: OwnedFd,
+}
+
+impl Channel {
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The delivery mode.
+    pub fn mode(&self) -> Mode {
+        self.ring.mode()
+    }
+
+    /// The ring (for counters and geometry).
+    pub fn ring(&self) -> &Ring<ShmRegions> {
+        &self.ring
+    }
+
+    /// Join as a sender.
+    pub fn sender(&self) -> Result<Sender, OpenError> {
+        Ok(Sender::new(self.ring.producer()?))
+    }
+
+    /// Join as a receiver.
+    pub fn receiver(&self) -> Result<Receiver, OpenError> {
+        Ok(Receiver::new(self.ring.receiver()?))
+    }
+
+    /// Hand the channel over for `role` without the rendezvous socket: the
+    /// caller passes the fds and descriptor on its own transport, and the
+    /// other side calls [`crate::import`]. No permission check is made here:
+    /// whoever holds the fds holds the capability.
+    pub fn export(&self, role: Role) -> Result<Export, Errno> {
+        let (msg, fds) = self.shared.welcome(role);
+        Ok(Export {
+            descriptor: msg.encode(),
+            control: fds[0]
+                .try_clone_to_owned()
+                .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?,
+            data: fds[1]
+                .try_clone_to_owned()
+                .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?,
+        })
+    }
+
+    /// Destroy the channel: close the ring (senders get `Closed`, receivers
+    /// drain and then get `Closed`) and stop serving (later attaches get
+    /// [`AttachError::NotFound`]). The memory lives on while any process
+    /// still maps it.
+    pub fn destroy(mut self) {
+        let _ = self.ring.close();
+        self.server.stop();
+    }
+}
+
+/// Options for [`attach_with`].
+#[derive(Clone, Copy, Debug)]
+pub struct AttachOptions {
+    /// How long to wait for the server's answer (default 5 s).
+    pub timeout: Duration,
+    /// Largest message size we accept to map (default 1 MiB).
+    pub message_cap: u32,
+}
+
+impl Default for AttachOptions {
+    fn default() -> Self {
+        AttachOptions {
+            timeout: Duration::from_secs(5),
+            message_cap: DEFAULT_MAX_MESSAGE_CAP,
+        }
+    }
+}
+
+/// A channel this process attached to (by name or by import).
+#[derive(Debug)]
+pub struct Attachment {
+    ring: Ring<ShmRegions>,
+    role: Role,
+    creator_uid: u32,
+}
+
+impl Attachment {
+    /// The role granted.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The delivery mode.
+    pub fn mode(&self) -> Mode {
+        self.ring.mode()
+    }
+
+    /// Uid of the process that created the channel (as its server reported).
+    pub fn creator_uid(&self) -> u32 {
+        self.creator_uid
+    }
+
+    /// The ring (for counters and geometry).
+    pub fn ring(&self) -> &Ring<ShmRegions> {
+        &self.ring
+    }
+
+    /// Join as a sender (needs a send role).
+    pub fn sender(&self) -> Result<Sender, OpenError> {
+        if !self.role.can_send() {
+            return Err(OpenError::RoleNotGranted { granted: self.role });
+        }
+        Ok(Sender::new(self.ring.producer()?))
+    }
+
+    /// Join as a receiver (needs a receive role).
+    pub fn receiver(&self) -> Result<Receiver, OpenError> {
+        if !self.role.can_recv() {
+            return Err(OpenError::RoleNotGranted { granted: self.role });
+        }
+        Ok(Receiver::new(self.ring.receiver()?))
+    }
+}
+
+/// Attach to the channel served under `name` with `role`, waiting at most 5 s
+/// for its server.
+///
+/// ```
+/// use shmcast::{attach, ChannelBuilder, Mode, Role};
+/// let channel = ChannelBuilder::new("doc-attach").mode(Mode::Unicast).create()?;
+/// let peer = attach("doc-attach", Role::Send)?; // from any process
+/// let tx = peer.sender()?;
+/// let rx = channel.receiver()?;
+/// tx.try_send(b"hi")?;
+/// let mut buf = [0u8; 8];
+/// assert_eq!(rx.try_recv(&mut buf)?.len, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn attach(name: &str, role: Role) -> Result<Attachment, AttachError> {
+    attach_with(name, role, &AttachOptions::default())
+}
+
+/// [`attach`] with options.
+pub fn attach_with(
+    name: &str,
+    role: Role,
+    opts: &AttachOptions,
+) -> Result<Attachment, AttachError> {
+    name::validate(name).map_err(AttachError::InvalidName)?;
+    let io = |op| move |errno| AttachError::Io { op, errno };
+    let sock = socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(io("socket"))?;
+    let addr = SocketAddrUnix::new_abstract_name(&name::socket_name(name))
+        .map_err(io("socket address"))?;
+    match connect(&sock, &addr) {
+        Ok(()) => {}
+        Err(Errno::CONNREFUSED | Errno::NOENT) => {
+            return Err(AttachError::NotFound {
+                name: name.to_owned(),
+            })
+        }
+        Err(e) => {
+            return Err(AttachError::Io {
+                op: "connect",
+                errno: e,
+            })
+        }
+    }
+    sockopt::set_socket_timeout(&sock, sockopt::Timeout::Recv, Some(opts.timeout))
+        .map_err(io("SO_RCVTIMEO"))?;
+    sockopt::set_socket_timeout(&sock, sockopt::Timeout::Send, Some(opts.timeout))
+        .map_err(io("SO_SNDTIMEO"))?;
+    fd_passing::send_with_fds(sock.as_fd(), &Message::Hello { role }.encode(), &[])
+        .map_err(io("sendmsg"))?;
+    let mut buf = [0u8; MAX_LEN + 1];
+    let packet = match fd_passing::recv_with_fds(sock.as_fd(), &mut buf) {
+        Ok(p) => p,
+        Err(Errno::AGAIN) => return Err(AttachError::Timeout),
+        Err(e) => {
+            return Err(AttachError::Io {
+                op: "recvmsg",
+                errno: e,
+            })
+        }
+    };
+    let len = packet.len.min(buf.len());
+    match Message::decode(&buf[..len])? {
+        Message::Welcome { .. } => {
+            if packet.fds.len() != 2 {
+                return Err(AttachError::WrongFdCount {
+                    got: packet.fds.len(),
+                });
+            }
+            let mut fds = packet.fds.into_iter();
+            let (control, data) = (fds.next().expect("two fds"), fds.next().expect("two fds"));
+            import_checked(&buf[..len], control, data, Some(role), opts.message_cap)
+        }
+        Message::Refused { reason, uid, mode } => Err(match reason {
+            RefuseReason::PermissionDenied => AttachError::PermissionDenied { role, uid, mode },
+            RefuseReason::Destroyed => AttachError::Destroyed,
+            RefuseReason::BadRequest => AttachError::Refused { code: 3 },
+            RefuseReason::Other(code) => AttachError::Refused { code },
+        }),
+        Message::Hello { .. } => Err(AttachError::Handshake(
+            crate::handshake::HandshakeError::Unexpected,
+        )),
+    }
+}
+
+/// Attach from fds and a descriptor received on a transport of your own
+/// (the other side called [`Channel::export`]). Everything is validated as
+/// for [`attach`]: seals, sizes, header.
+pub fn import(
+    descriptor: &[u8],
+    control: OwnedFd,
+    data: OwnedFd,
+) -> Result<Attachment, AttachError> {
+    import_checked(descriptor, control, data, None, DEFAULT_MAX_MESSAGE_CAP)
+}
+
+fn import_checked(
+    descriptor: &[u8],
+    control: OwnedFd,
+    data: OwnedFd,
+    asked: Option<Role>,
+    message_cap: u32,
+) -> Result<Attachment, AttachError> {
+    let Message::Welcome {
+        role,
+        mode,
+        control_size,
+        data_size,
+        creator_uid,
+    } = Message::decode(descriptor)?
+    else {
+        return Err(AttachError::Handshake(
+            crate::handshake::HandshakeError::Unexpected,
+        ));
+    };
+    if asked.is_some_and(|a| a != role) {
+        return Err(AttachError::DescriptorMismatch { what: "role" });
+    }
+    let ring = validate::open_regions(&control, &data, role.can_send(), message_cap)?;
+    let geo = ring.geometry();
+    if geo.mode() != mode {
+        return Err(AttachError::DescriptorMismatch { what: "mode" });
+    }
+    if geo.control_size() as u64 != control_size || geo.data_size() as u64 != data_size {
+        return Err(AttachError::DescriptorMismatch {
+            what: "region sizes",
+        });
+    }
+    Ok(Attachment {
+        ring,
+        role,
+        creator_uid,
+    })
+}

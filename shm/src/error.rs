@@ -1,0 +1,262 @@
+//! Errors of the shared-memory layer, one enum per operation. Each variant
+//! is displayed as a sentence a person can act on.
+
+use std::fmt;
+
+use rustix::io::Errno;
+use shmcast_core::{ConfigError, JoinError, LayoutError, Role};
+
+use crate::handshake::HandshakeError;
+use crate::name::NameError;
+
+/// Which of a channel's two regions an error is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Region {
+    /// The control region (header, waiter bitmap, subscriber table).
+    Control,
+    /// The data region (the slots).
+    Data,
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Region::Control => "control",
+            Region::Data => "data",
+        })
+    }
+}
+
+/// Why a channel could not be created.
+#[derive(Debug)]
+pub enum CreateError {
+    /// The configuration cannot make a ring.
+    Config(ConfigError),
+    /// The name is not usable.
+    InvalidName(NameError),
+    /// Another live channel is already served under this name.
+    NameInUse {
+        /// The name.
+        name: String,
+    },
+    /// A system call failed.
+    Io {
+        /// What we were doing.
+        op: &'static str,
+        /// The error the kernel returned.
+        errno: Errno,
+    },
+}
+
+impl fmt::Display for CreateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CreateError::Config(e) => write!(f, "invalid channel configuration: {e}"),
+            CreateError::InvalidName(e) => write!(f, "invalid channel name: {e}"),
+            CreateError::NameInUse { name } => {
+                write!(f, "a channel named {name:?} is already being served")
+            }
+            CreateError::Io { op, errno } => write!(f, "{op} failed: {errno}"),
+        }
+    }
+}
+
+impl std::error::Error for CreateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CreateError::Config(e) => Some(e),
+            CreateError::InvalidName(e) => Some(e),
+            CreateError::Io { errno, .. } => Some(errno),
+            CreateError::NameInUse { .. } => None,
+        }
+    }
+}
+
+impl From<ConfigError> for CreateError {
+    fn from(e: ConfigError) -> Self {
+        CreateError::Config(e)
+    }
+}
+
+/// Why attaching to a channel (by name, or from handed-over fds) failed.
+#[derive(Debug)]
+pub enum AttachError {
+    /// The name is not usable.
+    InvalidName(NameError),
+    /// No channel is served under this name: it was never created, was
+    /// destroyed, or its creator exited.
+    NotFound {
+        /// The name.
+        name: String,
+    },
+    /// The channel's permission bits do not grant this role to our uid/gid
+    /// (receive needs read, send needs write).
+    PermissionDenied {
+        /// The role asked for.
+        role: Role,
+        /// Our uid, as the server saw it.
+        uid: u32,
+        /// The channel's permission bits.
+        mode: u32,
+    },
+    /// The channel was destroyed while we attached.
+    Destroyed,
+    /// The server did not answer in time.
+    Timeout,
+    /// The server's answer was not a valid handshake message.
+    Handshake(HandshakeError),
+    /// The server refused for a reason this version does not know.
+    Refused {
+        /// The reason code.
+        code: u8,
+    },
+    /// Expected exactly two file descriptors (control, data).
+    WrongFdCount {
+        /// How many arrived.
+        got: usize,
+    },
+    /// A handed-over fd is not a sealable memfd (a regular file, a socket...).
+    NotAMemfd {
+        /// Which region.
+        region: Region,
+    },
+    /// A region lacks seals we require (`F_SEAL_SHRINK | F_SEAL_GROW |
+    /// F_SEAL_SEAL`): without them a peer could truncate it under us.
+    MissingSeals {
+        /// Which region.
+        region: Region,
+        /// The missing seal bits (`F_SEAL_*`).
+        missing: u32,
+    },
+    /// A region carries a write seal, so it cannot be written by the
+    /// processes that must write it.
+    UnexpectedSeals {
+        /// Which region.
+        region: Region,
+        /// The offending seal bits.
+        seals: u32,
+    },
+    /// A region is smaller than a control header: not a shmcast region.
+    RegionTooSmall {
+        /// Which region.
+        region: Region,
+        /// Its size.
+        size: u64,
+    },
+    /// The header does not describe a ring that fits the regions.
+    Layout(LayoutError),
+    /// The descriptor and the control header disagree.
+    DescriptorMismatch {
+        /// What disagrees.
+        what: &'static str,
+    },
+    /// We asked to send but the data region we were given is not writable.
+    DataNotWritable,
+    /// A system call failed.
+    Io {
+        /// What we were doing.
+        op: &'static str,
+        /// The error the kernel returned.
+        errno: Errno,
+    },
+}
+
+impl fmt::Display for AttachError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttachError::InvalidName(e) => write!(f, "invalid channel name: {e}"),
+            AttachError::NotFound { name } => write!(
+                f,
+                "no channel named {name:?} is being served (never created, destroyed, or its creator exited)"
+            ),
+            AttachError::PermissionDenied { role, uid, mode } => write!(
+                f,
+                "permission denied: uid {uid} may not attach with role {role:?} to a channel with mode {mode:03o}"
+            ),
+            AttachError::Destroyed => f.write_str("the channel was destroyed"),
+            AttachError::Timeout => f.write_str("the channel's server did not answer in time"),
+            AttachError::Handshake(e) => write!(f, "bad handshake from the channel's server: {e}"),
+            AttachError::Refused { code } => write!(f, "the server refused the attach (code {code})"),
+            AttachError::WrongFdCount { got } => {
+                write!(f, "expected 2 file descriptors (control, data), got {got}")
+            }
+            AttachError::NotAMemfd { region } => {
+                write!(f, "the {region} region is not a sealable memfd")
+            }
+            AttachError::MissingSeals { region, missing } => write!(
+                f,
+                "the {region} region lacks required seals {missing:#x}: a peer could resize it"
+            ),
+            AttachError::UnexpectedSeals { region, seals } => {
+                write!(f, "the {region} region is write-sealed ({seals:#x}) and cannot be used")
+            }
+            AttachError::RegionTooSmall { region, size } => {
+                write!(f, "the {region} region is only {size} B: not a shmcast region")
+            }
+            AttachError::Layout(e) => write!(f, "invalid channel layout: {e}"),
+            AttachError::DescriptorMismatch { what } => {
+                write!(f, "descriptor and shared header disagree on the {what}")
+            }
+            AttachError::DataNotWritable => {
+                f.write_str("the data region was handed over read-only, so this role cannot send")
+            }
+            AttachError::Io { op, errno } => write!(f, "{op} failed: {errno}"),
+        }
+    }
+}
+
+impl std::error::Error for AttachError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AttachError::InvalidName(e) => Some(e),
+            AttachError::Handshake(e) => Some(e),
+            AttachError::Layout(e) => Some(e),
+            AttachError::Io { errno, .. } => Some(errno),
+            _ => None,
+        }
+    }
+}
+
+impl From<LayoutError> for AttachError {
+    fn from(e: LayoutError) -> Self {
+        AttachError::Layout(e)
+    }
+}
+
+impl From<HandshakeError> for AttachError {
+    fn from(e: HandshakeError) -> Self {
+        AttachError::Handshake(e)
+    }
+}
+
+/// Why a handle (sender / receiver) could not be opened on an attached channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenError {
+    /// The ring refused the join (table full, unicast receiver taken, closed).
+    Join(JoinError),
+    /// The attachment was granted another role (e.g. a receive-only
+    /// attachment asked for a sender).
+    RoleNotGranted {
+        /// The role this attachment has.
+        granted: Role,
+    },
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Join(e) => e.fmt(f),
+            OpenError::RoleNotGranted { granted } => {
+                write!(f, "this attachment was granted role {granted:?} only")
+            }
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+impl From<JoinError> for OpenError {
+    fn from(e: JoinError) -> Self {
+        OpenError::Join(e)
+    }
+}
