@@ -1,7 +1,7 @@
 //! Creating channels, attaching to them by name, and the fd-level
 //! export / import for users who bring their own transport.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -246,6 +246,8 @@ pub struct Attachment {
     ring: Ring<ShmRegions>,
     role: Role,
     creator_uid: u32,
+    control: OwnedFd,
+    data: OwnedFd,
 }
 
 impl Attachment {
@@ -267,6 +269,13 @@ impl Attachment {
     /// The ring (for counters and geometry).
     pub fn ring(&self) -> &Ring<ShmRegions> {
         &self.ring
+    }
+
+    /// The control and data memfds we were handed (the data fd is
+    /// `O_RDONLY` for a receive-only role), e.g. to pass them on with
+    /// [`Channel::export`]-style transports of your own.
+    pub fn fds(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
+        (self.control.as_fd(), self.data.as_fd())
     }
 
     /// Join as a sender (needs a send role).
@@ -423,5 +432,7 @@ fn import_checked(
         ring,
         role,
         creator_uid,
+        control,
+        data,
     })
 }
