@@ -231,16 +231,11 @@ impl<R: Regions> Producer<R> {
             // Positions in use by the cached head; a peer may have written
             // anything into tail or head, so everything wraps and a head
             // "ahead" of the tail just reads as full.
-            let used = tail.wrapping_sub(self.cached_head.get());
-            let free = cap.saturating_sub(used);
-            let want = if partial { k.min(free) } else { k };
-            if free < want || want == 0 {
-                if refreshed {
-                    if !ring.owns(self.joined.id, self.joined.gen) {
-                        return Err(TrySendError::Detached);
-                    }
-                    return Err(TrySendError::Full);
-                }
+            let free = cap.saturating_sub(tail.wrapping_sub(self.cached_head.get()));
+            if free < k && !refreshed {
+                // The cache says there is not room for all k: look at the
+                // real head once (and in broadcast, rescan the receivers)
+                // before settling for less, or for Full.
                 refreshed = true;
                 // ORDERING(head): Acquire; pairs with the Release store (or
                 // fetch_max / CAS) of head by receivers after they finished
@@ -248,13 +243,20 @@ impl<R: Regions> Producer<R> {
                 // their reads.
                 let mut head = hdr.head.load(Acquire);
                 if ring.geo.mode() == Mode::Broadcast
-                    && cap.saturating_sub(tail.wrapping_sub(head)) < want.max(1)
+                    && cap.saturating_sub(tail.wrapping_sub(head)) < k
                 {
                     head = ring.raise_min_head();
                 }
                 self.cached_head.set(head);
                 tail = hdr.tail.load(Relaxed);
                 continue;
+            }
+            let want = if partial { k.min(free) } else { k };
+            if want == 0 || free < want {
+                if !ring.owns(self.joined.id, self.joined.gen) {
+                    return Err(TrySendError::Detached);
+                }
+                return Err(TrySendError::Full);
             }
             // Claim record, for recovering the positions of a producer that
             // dies before publishing (robustness issue): written before the

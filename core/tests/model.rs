@@ -5,7 +5,7 @@
 //! `proptest-state-machine` alongside a real [`HeapRing`], for every
 //! delivery mode, with capacities 1–4 so that runs wrap the ring many laps.
 //! Every transition predicts its exact result (including `Full`, the count
-//! of a batch — but see `BATCH_COUNT_EXACT` — and which receiver gets what),
+//! of a batch, and which receiver gets what),
 //! and the invariants are checked after every step.
 //!
 //! What the model keeps, and why it is enough to predict `Full` exactly:
@@ -854,30 +854,7 @@ impl<M: ModeTag> StateMachineTest for RingTest<M> {
                 }
                 let tx = sut.producer(*p);
                 let got = tx.try_send_batch(&refs);
-                match (got, e) {
-                    (Ok(n), Ok(k)) if !BATCH_COUNT_EXACT && n < *k => {
-                        // BUG: a batch that does not fit the producer's
-                        // cached view of the free room claims only that
-                        // much, without refreshing the cache (or, in
-                        // broadcast, rescanning): it sends fewer than fit.
-                        // See `BATCH_COUNT_EXACT`. Still: at least one is
-                        // sent, and the rest fit, so top the batch up to
-                        // the model's count and check everything else.
-                        assert!(n >= 1, "a batch that fits sends at least one");
-                        let mut done = n;
-                        while done < *k {
-                            match tx.try_send_batch(&refs[done..*k]) {
-                                Ok(m) if m >= 1 => done += m,
-                                other => {
-                                    panic!("topping up a batch ({done} of {k} sent): {other:?}")
-                                }
-                            }
-                        }
-                    }
-                    (got, e) => {
-                        assert_eq!(&got, e, "try_send_batch of {} at tail {first}", refs.len())
-                    }
-                }
+                assert_eq!(&got, e, "try_send_batch of {} at tail {first}", refs.len());
                 assert_eq!(
                     sut.ring.tail(),
                     after.tail,
@@ -1020,14 +997,6 @@ impl<M: ModeTag> StateMachineTest for RingTest<M> {
 // The tests
 // ---------------------------------------------------------------------------
 
-/// Whether `try_send_batch` is checked to send exactly as many messages as
-/// fit (its documented contract). BUG: it is not, yet — it trusts the
-/// producer's cached head whenever that leaves room for at least one message
-/// (see `batch_sends_every_message_that_fits` below); with `false` the model
-/// tops short batches up and checks everything else. Flip to `true` once
-/// `Producer::claim_inner` refreshes its cache when a batch does not fit.
-const BATCH_COUNT_EXACT: bool = false;
-
 /// Transitions per case (at most).
 const STEPS: usize = if cfg!(miri) { 12 } else { 150 };
 
@@ -1057,12 +1026,11 @@ prop_state_machine! {
     fn model_multicast(sequential 1..STEPS => RingTest<Multicast>);
 }
 
-/// BUG (found by the models above; see [`BATCH_COUNT_EXACT`]): the minimal
-/// sequences after shrinking, one per mode. `try_send_batch` promises to
-/// send as many messages as fit, but sends only as many as the producer's
-/// cached head says fit.
+/// Regression: the model once found that `try_send_batch` sent only as many
+/// messages as the producer's *cached* head said fit (the minimal sequences
+/// after shrinking, one per mode). It now refreshes the head (and in
+/// broadcast rescans) before settling for a partial batch.
 #[test]
-#[ignore = "BUG: try_send_batch trusts a stale cached head (see BATCH_COUNT_EXACT)"]
 fn batch_sends_every_message_that_fits() {
     fn ring(mode: Mode, capacity: u64) -> HeapRing {
         let config = Config::new(mode)

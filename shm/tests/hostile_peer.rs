@@ -1,0 +1,428 @@
+//! Whatever a peer hands us or writes into the control region, attach and
+//! the ring answer with a typed error or a clamped result: never a panic, an
+//! out-of-bounds access or an unbounded wait.
+
+mod common;
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use common::*;
+use rustix::fs::{memfd_create, MemfdFlags, SealFlags};
+use rustix::net::{
+    accept_with, bind, listen, socket_with, AddressFamily, SocketAddrUnix, SocketFlags, SocketType,
+};
+use shmcast::handshake::{HandshakeError, Message};
+use shmcast::{
+    attach, attach_with, import, AttachError, AttachOptions, ChannelBuilder, Mode, Region, Role,
+    TryRecvError,
+};
+use shmcast_core::layout::{HeaderWords, LAYOUT_VERSION};
+use shmcast_core::LayoutError;
+
+/// A memfd holding `bytes` padded to `size`, with `seals`.
+fn memfd(bytes: &[u8], size: u64, seals: SealFlags) -> OwnedFd {
+    let fd = memfd_create("hostile", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).unwrap();
+    rustix::fs::ftruncate(&fd, size).unwrap();
+    let mut f = std::fs::File::from(fd.try_clone().unwrap());
+    f.write_all(bytes).unwrap();
+    rustix::fs::fcntl_add_seals(&fd, seals).unwrap();
+    fd
+}
+
+const SEALS: SealFlags = SealFlags::SHRINK
+    .union(SealFlags::GROW)
+    .union(SealFlags::SEAL);
+
+/// A real channel's recv export, whose control region we can copy and bend.
+struct Real {
+    _ch: shmcast::Channel,
+    descriptor: Vec<u8>,
+    words: HeaderWords,
+    control_len: u64,
+    data: OwnedFd,
+}
+
+fn real() -> Real {
+    let ch = ChannelBuilder::new(unique("real"))
+        .capacity(4)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let e = ch.export(Role::Recv).unwrap();
+    let words = ch.ring().header_words();
+    let control_len = rustix::fs::fstat(&e.control).unwrap().st_size as u64;
+    Real {
+        _ch: ch,
+        descriptor: e.descriptor,
+        words,
+        control_len,
+        data: e.data,
+    }
+}
+
+fn import_control(r: &Real, control: OwnedFd) -> AttachError {
+    import(&r.descriptor, control, r.data.try_clone().unwrap()).unwrap_err()
+}
+
+#[test]
+fn not_a_memfd() {
+    let r = real();
+    let file = tempfile_fd();
+    assert!(matches!(
+        import_control(&r, file),
+        AttachError::NotAMemfd {
+            region: Region::Control
+        }
+    ));
+}
+
+fn tempfile_fd() -> OwnedFd {
+    let path = std::env::temp_dir().join(unique("regular"));
+    let f = std::fs::File::create(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    f.into()
+}
+
+#[test]
+fn missing_seals() {
+    let r = real();
+    let bytes = r.words.to_bytes();
+    let e = import_control(&r, memfd(&bytes, r.control_len, SealFlags::empty()));
+    assert!(
+        matches!(
+            e,
+            AttachError::MissingSeals {
+                region: Region::Control,
+                missing: 0x7
+            }
+        ),
+        "{e:?}"
+    );
+    let e = import_control(
+        &r,
+        memfd(&bytes, r.control_len, SealFlags::SHRINK | SealFlags::GROW),
+    );
+    assert!(
+        matches!(e, AttachError::MissingSeals { missing: 0x1, .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("lacks required seals"));
+}
+
+#[test]
+fn write_sealed_region() {
+    let r = real();
+    let e = import_control(
+        &r,
+        memfd(&r.words.to_bytes(), r.control_len, SEALS | SealFlags::WRITE),
+    );
+    assert!(
+        matches!(
+            e,
+            AttachError::UnexpectedSeals {
+                region: Region::Control,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn foreign_memfd_wrong_magic() {
+    let r = real();
+    let e = import_control(&r, memfd(&[0u8; 64], r.control_len, SEALS));
+    assert!(
+        matches!(e, AttachError::Layout(LayoutError::BadMagic { found: 0 })),
+        "{e:?}"
+    );
+    let e = import_control(&r, memfd(b"\x7fELF\x02\x01\x01", r.control_len, SEALS));
+    assert!(
+        matches!(e, AttachError::Layout(LayoutError::BadMagic { .. })),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn wrong_version() {
+    let r = real();
+    let w = HeaderWords {
+        version: LAYOUT_VERSION + 1,
+        ..r.words
+    };
+    let e = import_control(&r, memfd(&w.to_bytes(), r.control_len, SEALS));
+    assert!(
+        matches!(e, AttachError::Layout(LayoutError::VersionMismatch { theirs, .. }) if theirs == LAYOUT_VERSION + 1),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn truncated_regions() {
+    let r = real();
+    let e = import_control(&r, memfd(&r.words.to_bytes(), r.control_len - 128, SEALS));
+    assert!(
+        matches!(
+            e,
+            AttachError::Layout(LayoutError::ControlSizeMismatch { .. })
+        ),
+        "{e:?}"
+    );
+    let e = import_control(&r, memfd(&r.words.to_bytes()[..56], 100, SEALS));
+    assert!(
+        matches!(
+            e,
+            AttachError::RegionTooSmall {
+                region: Region::Control,
+                size: 100
+            }
+        ),
+        "{e:?}"
+    );
+    // A truncated data region.
+    let control = memfd(&r.words.to_bytes(), r.control_len, SEALS);
+    let e = import(&r.descriptor, control, memfd(&[], 4096, SEALS)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            AttachError::Layout(LayoutError::DataSizeMismatch { actual: 4096, .. })
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn garbage_descriptor() {
+    let r = real();
+    let c = || memfd(&r.words.to_bytes(), r.control_len, SEALS);
+    let d = || r.data.try_clone().unwrap();
+    assert!(matches!(
+        import(b"", c(), d()),
+        Err(AttachError::Handshake(HandshakeError::TooShort {
+            len: 0,
+            ..
+        }))
+    ));
+    assert!(matches!(
+        import(b"definitely not a descriptor at all, no", c(), d()),
+        Err(AttachError::Handshake(HandshakeError::BadMagic))
+    ));
+    // A Hello where a Welcome belongs.
+    let hello = Message::Hello { role: Role::Recv }.encode();
+    assert!(matches!(
+        import(&hello, c(), d()),
+        Err(AttachError::Handshake(HandshakeError::Unexpected))
+    ));
+    // A Welcome that lies about the mode.
+    let Message::Welcome {
+        role,
+        control_size,
+        data_size,
+        creator_uid,
+        ..
+    } = Message::decode(&r.descriptor).unwrap()
+    else {
+        unreachable!()
+    };
+    let lie = Message::Welcome {
+        role,
+        mode: Mode::Broadcast,
+        control_size,
+        data_size,
+        creator_uid,
+    }
+    .encode();
+    assert!(matches!(
+        import(&lie, c(), d()),
+        Err(AttachError::DescriptorMismatch { what: "mode" })
+    ));
+}
+
+/// A fake server under `name` that answers the first client with `reply`
+/// (bytes and fds), or stays silent if `reply` is None.
+fn fake_server(name: &str, reply: Option<(Vec<u8>, Vec<OwnedFd>)>) -> std::thread::JoinHandle<()> {
+    let sock = socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let mut addr = b"shmcast/".to_vec();
+    addr.extend_from_slice(name.as_bytes());
+    bind(&sock, &SocketAddrUnix::new_abstract_name(&addr).unwrap()).unwrap();
+    listen(&sock, 1).unwrap();
+    std::thread::spawn(move || {
+        let conn = accept_with(&sock, SocketFlags::CLOEXEC).unwrap();
+        let mut buf = [0u8; 64];
+        let _ = rustix::net::recv(&conn, &mut buf, rustix::net::RecvFlags::empty());
+        match reply {
+            Some((bytes, fds)) => {
+                let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+                let mut space =
+                    [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+                let mut ctl = rustix::net::SendAncillaryBuffer::new(&mut space);
+                if !borrowed.is_empty() {
+                    assert!(ctl.push(rustix::net::SendAncillaryMessage::ScmRights(&borrowed)));
+                }
+                rustix::net::sendmsg(
+                    &conn,
+                    &[std::io::IoSlice::new(&bytes)],
+                    &mut ctl,
+                    rustix::net::SendFlags::empty(),
+                )
+                .unwrap();
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            None => std::thread::sleep(Duration::from_millis(1500)),
+        }
+    })
+}
+
+#[test]
+fn garbage_handshake_from_server() {
+    let name = unique("fake1");
+    let t = fake_server(&name, Some((b"HTTP/1.1 200 OK\r\n\r\n".to_vec(), vec![])));
+    assert!(matches!(
+        attach(&name, Role::Recv),
+        Err(AttachError::Handshake(HandshakeError::BadMagic))
+    ));
+    t.join().unwrap();
+}
+
+#[test]
+fn short_handshake_from_server() {
+    let name = unique("fake2");
+    let t = fake_server(&name, Some((b"shmc".to_vec(), vec![])));
+    assert!(matches!(
+        attach(&name, Role::Recv),
+        Err(AttachError::Handshake(HandshakeError::TooShort {
+            len: 4,
+            ..
+        }))
+    ));
+    t.join().unwrap();
+}
+
+#[test]
+fn welcome_with_wrong_fd_count() {
+    let r = real();
+    let name = unique("fake3");
+    let t = fake_server(
+        &name,
+        Some((r.descriptor.clone(), vec![r.data.try_clone().unwrap()])),
+    );
+    assert!(matches!(
+        attach(&name, Role::Recv),
+        Err(AttachError::WrongFdCount { got: 1 })
+    ));
+    t.join().unwrap();
+}
+
+#[test]
+fn welcome_with_unsealed_fds() {
+    let r = real();
+    let name = unique("fake4");
+    let fds = vec![
+        memfd(&r.words.to_bytes(), r.control_len, SealFlags::empty()),
+        r.data.try_clone().unwrap(),
+    ];
+    let t = fake_server(&name, Some((r.descriptor.clone(), fds)));
+    assert!(matches!(
+        attach(&name, Role::Recv),
+        Err(AttachError::MissingSeals { .. })
+    ));
+    t.join().unwrap();
+}
+
+#[test]
+fn silent_server_times_out() {
+    let name = unique("fake5");
+    let t = fake_server(&name, None);
+    let opts = AttachOptions {
+        timeout: Duration::from_millis(200),
+        ..AttachOptions::default()
+    };
+    assert!(matches!(
+        attach_with(&name, Role::Recv, &opts),
+        Err(AttachError::Timeout)
+    ));
+    t.join().unwrap();
+}
+
+/// Relaxed atomic stores of pseudo-random words over the whole control
+/// region and the slot headers, as a hostile peer with write access would.
+fn scribble(ch: &shmcast::Channel, seed: u64, rounds: usize) {
+    use shmcast_core::atomic::AtomicU64;
+    use std::sync::atomic::Ordering::Relaxed;
+    let e = ch.export(Role::Send).unwrap();
+    let len = rustix::fs::fstat(&e.control).unwrap().st_size as usize;
+    let file = std::fs::File::from(e.control);
+    // A fresh shared mapping of the control memfd, only accessed below
+    // through atomic stores (the ring in this process uses atomics too).
+    let map = memmap2::MmapOptions::new().len(len).map_raw(&file).unwrap();
+    let mut x = seed | 1;
+    for _ in 0..rounds {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let word = (x as usize % (len / 8)) * 8;
+        let value = match x % 4 {
+            0 => 0,
+            1 => u64::MAX,
+            2 => x >> 3,
+            _ => x & 0xff,
+        };
+        // SAFETY: word + 8 <= len and 8-aligned within a page-aligned map.
+        unsafe { AtomicU64::from_ptr(map.as_mut_ptr().add(word).cast()) }.store(value, Relaxed);
+    }
+}
+
+#[test]
+fn hostile_writes_to_the_control_region_never_panic_or_hang() {
+    for (i, mode) in [Mode::Unicast, Mode::Broadcast, Mode::Multicast]
+        .into_iter()
+        .enumerate()
+    {
+        for seed in 0..20u64 {
+            let ch = ChannelBuilder::new(unique("scribble"))
+                .mode(mode)
+                .capacity(8)
+                .max_message(64)
+                .max_subscribers(8)
+                .create()
+                .unwrap();
+            let mut tx = ch.sender().unwrap();
+            let rx = ch.receiver().unwrap();
+            for k in 0..6u8 {
+                tx.try_send(&[k; 40]).unwrap();
+            }
+            scribble(&ch, seed * 31 + i as u64, 400);
+            let mut buf = [0u8; 64];
+            // Every call returns; lengths stay within the buffer and the ring's max.
+            for _ in 0..200 {
+                let _ = tx.try_send(&[9; 10]);
+                let _ = tx.try_send_batch(&[&[1; 3], &[2; 64]]);
+                if let Ok(slot) = tx.try_claim() {
+                    drop(slot);
+                }
+                match rx.try_recv(&mut buf) {
+                    Ok(info) => {
+                        assert!(info.len <= 64 && info.message_len <= 64, "{info:?}");
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Closed | TryRecvError::Detached) => {}
+                    Err(TryRecvError::Lagged(n)) => assert!(n > 0),
+                    Err(e) => panic!("unexpected {e:?}"),
+                }
+                let _ = rx.prepare_wait().map(|_| rx.finish_wait());
+                let _ = tx.wake_set(1);
+                let _ = ch.ring().close();
+            }
+            // New joins still answer (maybe with an error).
+            let _ = ch.receiver();
+            let _ = ch.sender();
+        }
+    }
+}
