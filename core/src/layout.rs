@@ -130,6 +130,10 @@ pub struct WakeWords {
     /// `fetch_max`), so scans of the table stop early. Untrusted: clamped to
     /// the table size.
     pub table_high_water: AtomicU32,
+    /// Set to 1 the first time a sender joins. With no sender attached any
+    /// more, a drained unicast channel then reads as closed (like a channel
+    /// whose senders were all dropped).
+    pub sender_joined: AtomicU32,
 }
 
 /// The first [`CONTROL_HEADER_SIZE`] bytes of the control region.
@@ -194,6 +198,10 @@ pub struct SubscriberEntry {
     /// Messages this receiver lost because it was lapped (never in a
     /// lossless ring unless a peer misbehaves).
     pub lagged: AtomicU64,
+    /// How to reach this receiver when it sleeps, beyond its wake word:
+    /// written by the notify layer (e.g. pid and ring fd for `MSG_RING`).
+    /// Untrusted, like everything here.
+    pub notify_info: AtomicU64,
 }
 
 /// The header at the start of every slot in the data region.

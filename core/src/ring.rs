@@ -193,6 +193,12 @@ impl<R: Regions> Ring<R> {
         crate::wake::wake_all(self)
     }
 
+    /// Mark every sleeping receiver for waking (e.g. after the last sender
+    /// left a unicast ring) and return them.
+    pub fn wake_all(&self) -> WakeSet {
+        crate::wake::wake_all(self)
+    }
+
     /// Whether [`Ring::close`] was called (by anyone).
     pub fn is_closed(&self) -> bool {
         // ORDERING(close): Acquire; see `close`. A peer may write any value:

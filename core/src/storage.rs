@@ -368,6 +368,7 @@ mod heap {
                     round_robin: u32z(),
                     exclusive_receiver: u32z(),
                     table_high_water: u32z(),
+                    sender_joined: u32z(),
                 }),
             };
             let entry = || SubscriberEntry {
@@ -382,6 +383,7 @@ mod heap {
                 sent: u64z(),
                 received: u64z(),
                 lagged: u64z(),
+                notify_info: u64z(),
             };
             let slot = || SlotHeader {
                 seq: u64z(),

@@ -81,6 +81,11 @@ impl<R: Regions> Ring<R> {
             }
             let id = SubscriberId(i as u32);
             hdr.wake.table_high_water.fetch_max(i as u32 + 1, Relaxed);
+            if role.can_send() {
+                hdr.wake.sender_joined.store(1, Relaxed);
+            }
+            entry.notify_info.store(0, Relaxed);
+            entry.backend.store(0, Relaxed);
             entry.claim_count.store(0, Relaxed);
             entry.sent.store(0, Relaxed);
             entry.received.store(0, Relaxed);
@@ -175,6 +180,22 @@ impl<R: Regions> Ring<R> {
                 Mode::Multicast => {}
             }
         }
+    }
+
+    /// Whether a sender ever joined and none is attached now (so a drained
+    /// unicast ring will get no more messages, barring a new sender).
+    /// Scans the table up to its high-water mark.
+    pub fn senders_gone(&self) -> bool {
+        let hdr = self.regions.header();
+        if hdr.wake.sender_joined.load(Relaxed) == 0 {
+            return false;
+        }
+        let high =
+            (hdr.wake.table_high_water.load(Relaxed) as usize).min(self.geo.max_subscribers());
+        !(0..high).any(|i| {
+            let s = self.regions.entry(i).state.load(Relaxed);
+            s & STATUS_MASK == ENTRY_ACTIVE && s & ROLE_SEND != 0
+        })
     }
 
     /// Whether entry `id` still belongs to the handle of generation `gen`.

@@ -31,6 +31,7 @@ fn abi_sizes_and_offsets() {
     assert_eq!(offset_of!(WakeWords, round_robin), 4);
     assert_eq!(offset_of!(WakeWords, exclusive_receiver), 8);
     assert_eq!(offset_of!(WakeWords, table_high_water), 12);
+    assert_eq!(offset_of!(WakeWords, sender_joined), 16);
 
     assert_eq!(size_of::<SubscriberEntry>(), 128);
     assert_eq!(offset_of!(SubscriberEntry, state), 0);
@@ -43,6 +44,7 @@ fn abi_sizes_and_offsets() {
     assert_eq!(offset_of!(SubscriberEntry, sent), 48);
     assert_eq!(offset_of!(SubscriberEntry, received), 56);
     assert_eq!(offset_of!(SubscriberEntry, lagged), 64);
+    assert_eq!(offset_of!(SubscriberEntry, notify_info), 72);
 
     assert_eq!(size_of::<SlotHeader>(), 32);
     assert_eq!(offset_of!(SlotHeader, seq), 0);
