@@ -193,6 +193,28 @@ impl<R: Regions> Ring<R> {
         crate::wake::wake_all(self)
     }
 
+    /// After publishing `published` messages (by any producer of this
+    /// process), compute and mark the sleepers to wake: see
+    /// [`crate::Producer::wake_set`].
+    pub fn wake_set(&self, published: u64) -> WakeSet {
+        crate::wake::wake_after_publish(self, published, None)
+    }
+
+    /// [`Ring::wake_set`] for a message addressed to `target`.
+    pub fn wake_set_for(&self, target: SubscriberId) -> WakeSet {
+        crate::wake::wake_after_publish(self, 1, Some(target))
+    }
+
+    /// Attached subscribers (senders and receivers), by a scan of the table.
+    pub fn active_subscribers(&self) -> usize {
+        let hdr = self.regions.header();
+        let high =
+            (hdr.wake.table_high_water.load(Relaxed) as usize).min(self.geo.max_subscribers());
+        (0..high)
+            .filter(|&i| self.regions.entry(i).state.load(Relaxed) & 0xff == ENTRY_ACTIVE)
+            .count()
+    }
+
     /// Mark every sleeping receiver for waking (e.g. after the last sender
     /// left a unicast ring) and return them.
     pub fn wake_all(&self) -> WakeSet {

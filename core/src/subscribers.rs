@@ -81,9 +81,6 @@ impl<R: Regions> Ring<R> {
             }
             let id = SubscriberId(i as u32);
             hdr.wake.table_high_water.fetch_max(i as u32 + 1, Relaxed);
-            if role.can_send() {
-                hdr.wake.sender_joined.store(1, Relaxed);
-            }
             entry.notify_info.store(0, Relaxed);
             entry.backend.store(0, Relaxed);
             entry.claim_count.store(0, Relaxed);
@@ -130,6 +127,12 @@ impl<R: Regions> Ring<R> {
                     // ORDERING(local_head): Release, as every local_head store.
                     entry.local_head.store(start, Release);
                 }
+            }
+            // Only once the join can no longer fail (a duplex join of a
+            // unicast ring is refused above when the receiver is taken):
+            // a refused join must not make `senders_gone` report true.
+            if role.can_send() {
+                hdr.wake.sender_joined.store(1, Relaxed);
             }
             return Ok(Joined { id, gen, start });
         }

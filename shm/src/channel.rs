@@ -1,7 +1,7 @@
 //! Creating channels, attaching to them by name, and the fd-level
 //! export / import for users who bring their own transport.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use rustix::net::{
 };
 use shmcast_core::layout::DEFAULT_MAX_MESSAGE_CAP;
 use shmcast_core::{Config, Mode, Ring, Role};
+use shmcast_uring_notify::BackendKind;
 
 use crate::error::{AttachError, CreateError, OpenError, Region};
 use crate::fd_passing;
@@ -39,6 +40,7 @@ pub struct ChannelBuilder {
     name: String,
     config: Config,
     permissions: u32,
+    eventfds: bool,
 }
 
 impl ChannelBuilder {
@@ -49,6 +51,7 @@ impl ChannelBuilder {
             name: name.into(),
             config: Config::new(Mode::Unicast),
             permissions: 0o600,
+            eventfds: false,
         }
     }
 
@@ -89,6 +92,15 @@ impl ChannelBuilder {
         self
     }
 
+    /// Create one eventfd per subscriber entry and hand them to every peer
+    /// at attach, so that receivers can sleep with the eventfd backend (a
+    /// pollable fd for epoll / tokio loops). Off by default: each attached
+    /// process then holds `max_subscribers` more fds.
+    pub fn eventfds(mut self, on: bool) -> Self {
+        self.eventfds = on;
+        self
+    }
+
     /// Allocate, seal and map the regions, and start serving attaches.
     pub fn create(self) -> Result<Channel, CreateError> {
         name::validate(&self.name).map_err(CreateError::InvalidName)?;
@@ -125,6 +137,17 @@ impl ChannelBuilder {
             mode: self.permissions,
         };
         ring.initialize(policy.uid, policy.gid, policy.mode);
+        let eventfds = if self.eventfds {
+            let table: Result<Vec<OwnedFd>, Errno> = (0..geo.max_subscribers())
+                .map(|_| shmcast_uring_notify::eventfd::create())
+                .collect();
+            Some(Arc::from(table.map_err(|errno| CreateError::Io {
+                op: "eventfd",
+                errno,
+            })?))
+        } else {
+            None
+        };
         let shared = Arc::new(Shared {
             fds,
             policy,
@@ -132,6 +155,7 @@ impl ChannelBuilder {
             control_size: geo.control_size() as u64,
             data_size: geo.data_size() as u64,
             ring: ring.clone(),
+            eventfds,
         });
         let server = Server::start(&self.name, shared.clone())?;
         Ok(Channel {
@@ -187,12 +211,26 @@ impl Channel {
 
     /// Join as a sender.
     pub fn sender(&self) -> Result<Sender, OpenError> {
-        Ok(Sender::new(self.ring.producer()?))
+        Ok(Sender::new(
+            self.ring.producer()?,
+            self.shared.eventfds.clone(),
+        ))
     }
 
-    /// Join as a receiver.
+    /// Join as a receiver, sleeping in the default notify backend (futex,
+    /// or what `SHMCAST_NOTIFY` asks for).
     pub fn receiver(&self) -> Result<Receiver, OpenError> {
-        Ok(Receiver::new(self.ring.receiver()?))
+        self.receiver_with(None)
+    }
+
+    /// Join as a receiver that sleeps in `backend` (falls back to futex,
+    /// with the reason in [`Receiver::backend_fallback`], if it cannot work here).
+    pub fn receiver_with(&self, backend: Option<BackendKind>) -> Result<Receiver, OpenError> {
+        Ok(Receiver::new(
+            self.ring.receiver()?,
+            self.shared.eventfds.clone(),
+            backend,
+        ))
     }
 
     /// Hand the channel over for `role` without the rendezvous socket: the
@@ -229,6 +267,9 @@ pub struct AttachOptions {
     pub timeout: Duration,
     /// Largest message size we accept to map (default 1 MiB).
     pub message_cap: u32,
+    /// Notify backend for receivers of this attachment (default: futex, or
+    /// what the `SHMCAST_NOTIFY` environment variable says).
+    pub backend: Option<BackendKind>,
 }
 
 impl Default for AttachOptions {
@@ -236,6 +277,7 @@ impl Default for AttachOptions {
         AttachOptions {
             timeout: Duration::from_secs(5),
             message_cap: DEFAULT_MAX_MESSAGE_CAP,
+            backend: None,
         }
     }
 }
@@ -248,6 +290,8 @@ pub struct Attachment {
     creator_uid: u32,
     control: OwnedFd,
     data: OwnedFd,
+    eventfds: Option<Arc<[OwnedFd]>>,
+    backend: Option<BackendKind>,
 }
 
 impl Attachment {
@@ -283,15 +327,25 @@ impl Attachment {
         if !self.role.can_send() {
             return Err(OpenError::RoleNotGranted { granted: self.role });
         }
-        Ok(Sender::new(self.ring.producer()?))
+        Ok(Sender::new(self.ring.producer()?, self.eventfds.clone()))
     }
 
-    /// Join as a receiver (needs a receive role).
+    /// Join as a receiver (needs a receive role), sleeping in the backend
+    /// of [`AttachOptions::backend`] (default futex / `SHMCAST_NOTIFY`).
     pub fn receiver(&self) -> Result<Receiver, OpenError> {
+        self.receiver_with(self.backend)
+    }
+
+    /// Join as a receiver that sleeps in `backend`.
+    pub fn receiver_with(&self, backend: Option<BackendKind>) -> Result<Receiver, OpenError> {
         if !self.role.can_recv() {
             return Err(OpenError::RoleNotGranted { granted: self.role });
         }
-        Ok(Receiver::new(self.ring.receiver()?))
+        Ok(Receiver::new(
+            self.ring.receiver()?,
+            self.eventfds.clone(),
+            backend,
+        ))
     }
 }
 
@@ -371,7 +425,18 @@ pub fn attach_with(
             }
             let mut fds = packet.fds.into_iter();
             let (control, data) = (fds.next().expect("two fds"), fds.next().expect("two fds"));
-            import_checked(&buf[..len], control, data, Some(role), opts.message_cap)
+            let mut att = import_checked(&buf[..len], control, data, Some(role), opts.message_cap)?;
+            att.backend = opts.backend;
+            if let Message::Welcome { eventfds, .. } = Message::decode(&buf[..len])? {
+                if eventfds > 0 {
+                    att.eventfds = Some(recv_eventfds(
+                        &sock,
+                        eventfds,
+                        att.ring.geometry().max_subscribers(),
+                    )?);
+                }
+            }
+            Ok(att)
         }
         Message::Refused { reason, uid, mode } => Err(match reason {
             RefuseReason::PermissionDenied => AttachError::PermissionDenied { role, uid, mode },
@@ -379,7 +444,7 @@ pub fn attach_with(
             RefuseReason::BadRequest => AttachError::Refused { code: 3 },
             RefuseReason::Other(code) => AttachError::Refused { code },
         }),
-        Message::Hello { .. } => Err(AttachError::Handshake(
+        Message::Hello { .. } | Message::Eventfds { .. } => Err(AttachError::Handshake(
             crate::handshake::HandshakeError::Unexpected,
         )),
     }
@@ -409,6 +474,7 @@ fn import_checked(
         control_size,
         data_size,
         creator_uid,
+        ..
     } = Message::decode(descriptor)?
     else {
         return Err(AttachError::Handshake(
@@ -434,5 +500,67 @@ fn import_checked(
         creator_uid,
         control,
         data,
+        eventfds: None,
+        backend: None,
     })
+}
+
+/// Receive the eventfd table announced by a `Welcome`: `count` fds in
+/// `Eventfds` packets, in order, each checked to be an eventfd.
+fn recv_eventfds(
+    sock: &OwnedFd,
+    count: u32,
+    entries: usize,
+) -> Result<Arc<[OwnedFd]>, AttachError> {
+    if count as usize != entries {
+        return Err(AttachError::BadEventfds {
+            what: "count differs from the subscriber table size",
+        });
+    }
+    let mut table: Vec<OwnedFd> = Vec::with_capacity(entries);
+    while table.len() < entries {
+        let mut buf = [0u8; MAX_LEN + 1];
+        let packet = match fd_passing::recv_with_fds(sock.as_fd(), &mut buf) {
+            Ok(p) => p,
+            Err(Errno::AGAIN) => return Err(AttachError::Timeout),
+            Err(e) => {
+                return Err(AttachError::Io {
+                    op: "recvmsg",
+                    errno: e,
+                })
+            }
+        };
+        let len = packet.len.min(buf.len());
+        match Message::decode(&buf[..len])? {
+            Message::Eventfds { first, count }
+                if first as usize == table.len()
+                    && count as usize == packet.fds.len()
+                    && !packet.truncated =>
+            {
+                for fd in &packet.fds {
+                    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                        .map_err(|_| AttachError::BadEventfds {
+                            what: "cannot inspect an fd",
+                        })?;
+                    if link.as_os_str() != "anon_inode:[eventfd]" {
+                        return Err(AttachError::BadEventfds {
+                            what: "an fd is not an eventfd",
+                        });
+                    }
+                }
+                table.extend(packet.fds);
+            }
+            _ => {
+                return Err(AttachError::BadEventfds {
+                    what: "unexpected packet",
+                })
+            }
+        }
+    }
+    if table.len() != entries {
+        return Err(AttachError::BadEventfds {
+            what: "too many fds",
+        });
+    }
+    Ok(Arc::from(table))
 }

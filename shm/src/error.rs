@@ -4,7 +4,8 @@
 use std::fmt;
 
 use rustix::io::Errno;
-use shmcast_core::{ConfigError, JoinError, LayoutError, Role};
+use shmcast_core::{ConfigError, JoinError, LayoutError, Role, TrySendError};
+use shmcast_uring_notify::SleepError;
 
 use crate::handshake::HandshakeError;
 use crate::name::NameError;
@@ -152,6 +153,11 @@ pub enum AttachError {
     },
     /// We asked to send but the data region we were given is not writable.
     DataNotWritable,
+    /// The eventfd table the server announced did not arrive as announced.
+    BadEventfds {
+        /// What was wrong.
+        what: &'static str,
+    },
     /// A system call failed.
     Io {
         /// What we were doing.
@@ -200,6 +206,7 @@ impl fmt::Display for AttachError {
             AttachError::DataNotWritable => {
                 f.write_str("the data region was handed over read-only, so this role cannot send")
             }
+            AttachError::BadEventfds { what } => write!(f, "bad eventfd table from the server: {what}"),
             AttachError::Io { op, errno } => write!(f, "{op} failed: {errno}"),
         }
     }
@@ -260,3 +267,99 @@ impl From<JoinError> for OpenError {
         OpenError::Join(e)
     }
 }
+
+/// Why a blocking send failed. (A full ring is waited out, never an error,
+/// except as [`SendError::Timeout`] with a timeout.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The ring stayed full until the timeout passed. Nothing was sent.
+    Timeout,
+    /// The channel was destroyed.
+    Closed,
+    /// The message is larger than the channel's maximum.
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// The addressed subscriber is not an attached receiver.
+    UnknownTarget {
+        /// The index addressed.
+        target: u32,
+    },
+    /// Addressed sends are not possible in multicast mode.
+    AddressingUnsupported,
+    /// This sender's subscriber entry is gone.
+    Detached,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            SendError::Timeout => f.write_str("timed out waiting for room in the ring"),
+            SendError::Closed => f.write_str("the channel is closed"),
+            SendError::TooLarge { len, max } => {
+                write!(
+                    f,
+                    "message of {len} B is larger than the channel's maximum of {max} B"
+                )
+            }
+            SendError::UnknownTarget { target } => {
+                write!(f, "subscriber {target} is not an attached receiver")
+            }
+            SendError::AddressingUnsupported => {
+                f.write_str("addressed sends are not supported in multicast mode")
+            }
+            SendError::Detached => f.write_str("this sender's subscriber entry is gone"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+impl SendError {
+    /// The blocking counterpart of a `try_send` error (`Full` has none: it is waited out).
+    pub(crate) fn from_try(e: TrySendError) -> Option<SendError> {
+        Some(match e {
+            TrySendError::Full => return None,
+            TrySendError::TooLarge { len, max } => SendError::TooLarge { len, max },
+            TrySendError::UnknownTarget { target } => SendError::UnknownTarget { target },
+            TrySendError::AddressingUnsupported => SendError::AddressingUnsupported,
+            TrySendError::Closed => SendError::Closed,
+            TrySendError::Detached => SendError::Detached,
+        })
+    }
+}
+
+/// Why a blocking receive returned without a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecvError {
+    /// Nothing arrived before the timeout.
+    Timeout,
+    /// The channel was destroyed, or (unicast) every sender is gone, and
+    /// everything sent has been received.
+    Closed,
+    /// This receiver was overtaken and lost this many messages (see
+    /// [`shmcast_core::TryRecvError::Lagged`]); the next call continues from the oldest
+    /// message still in the ring.
+    Lagged(u64),
+    /// This receiver's subscriber entry is gone.
+    Detached,
+    /// The notify backend failed to sleep.
+    Sleep(SleepError),
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvError::Timeout => f.write_str("timed out waiting for a message"),
+            RecvError::Closed => f.write_str("the channel is closed and drained"),
+            RecvError::Lagged(n) => write!(f, "receiver lagged behind and lost {n} messages"),
+            RecvError::Detached => f.write_str("this receiver's subscriber entry is gone"),
+            RecvError::Sleep(e) => write!(f, "could not sleep: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RecvError {}

@@ -11,8 +11,8 @@ use rustix::net::{
     SendAncillaryBuffer, SendAncillaryMessage, SendFlags,
 };
 
-/// Most fds we accept in one packet; more are a protocol error.
-pub(crate) const MAX_FDS: usize = 4;
+/// Most fds in one packet (the kernel's SCM_MAX_FD is 253).
+pub(crate) const MAX_FDS: usize = 253;
 
 /// `sendmsg` one packet carrying `fds`.
 pub(crate) fn send_with_fds(

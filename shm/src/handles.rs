@@ -1,54 +1,302 @@
-//! Sending and receiving handles over shared memory.
-//!
-//! Today these are the core handles (`try_*` calls, zero-copy guards) plus
-//! the mapping they keep alive; they dereference to
-//! [`shmcast_core::Producer`] / [`shmcast_core::Receiver`]. The blocking
-//! calls (`send`, `recv`, `recv_timeout`) come with the notify backends and
-//! slot in here without changing the `try_*` API.
+//! Sending and receiving handles over shared memory: the core ring handles
+//! plus the notify layer, so that receivers can sleep and senders wake them.
 
+use std::cell::RefCell;
+use std::fmt;
 use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use shmcast_core::{
+    Envelope, MessageInfo, Mode, Ring, SubscriberId, TryRecvError, TrySendError, WakeSet,
+};
+use shmcast_uring_notify::{select, BackendKind, Sleeper, Unsupported, WakeStats, Waker};
+
+use crate::error::{RecvError, SendError};
 use crate::map::ShmRegions;
 
+type CoreProducer = shmcast_core::Producer<ShmRegions>;
+type CoreReceiver = shmcast_core::Receiver<ShmRegions>;
+
 /// A sender on a shared-memory channel.
-#[derive(Debug)]
+///
+/// Every successful send runs the eventcount check (one fence and one load
+/// of the waiter bitmap) and wakes sleeping receivers only if there are any:
+/// no syscall while receivers are awake. [`Sender::stats`] counts both.
 pub struct Sender {
-    inner: shmcast_core::Producer<ShmRegions>,
+    inner: Option<CoreProducer>,
+    waker: RefCell<Waker>,
+}
+
+impl fmt::Debug for Sender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("id", &self.p().id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let Some(p) = self.inner.take() else { return };
+        let ring = p.ring().clone();
+        drop(p); // leave the ring
+                 // The last sender of a unicast channel leaving closes it for the
+                 // receiver: wake it so that it notices.
+        if ring.mode() == Mode::Unicast && ring.senders_gone() {
+            let set = ring.wake_all();
+            let _ = self.waker.get_mut().wake(&ring, &set);
+        }
+    }
+}
+
+/// Backoff while the ring is full: spin briefly, then yield, then sleep
+/// with doubling pauses up to 1 ms. (Senders poll for room; receivers
+/// sleep on the eventcount.)
+struct FullBackoff {
+    step: u32,
+}
+
+impl FullBackoff {
+    fn wait(&mut self, deadline: Option<Instant>) {
+        self.step += 1;
+        if self.step <= 32 {
+            std::hint::spin_loop();
+        } else if self.step <= 64 {
+            std::thread::yield_now();
+        } else {
+            let pause = Duration::from_micros(20u64 << (self.step - 64).min(6));
+            let pause = match deadline {
+                Some(d) => pause.min(d.saturating_duration_since(Instant::now())),
+                None => pause,
+            };
+            std::thread::sleep(pause);
+        }
+    }
 }
 
 impl Sender {
-    pub(crate) fn new(inner: shmcast_core::Producer<ShmRegions>) -> Self {
-        Sender { inner }
+    pub(crate) fn new(inner: CoreProducer, eventfds: Option<Arc<[OwnedFd]>>) -> Self {
+        Sender {
+            inner: Some(inner),
+            waker: RefCell::new(Waker::new(eventfds)),
+        }
+    }
+
+    fn p(&self) -> &CoreProducer {
+        self.inner.as_ref().expect("only None during drop")
+    }
+
+    fn wake(&self, set: WakeSet) {
+        // A failed wake is counted (`stats().failures`); the message is
+        // sent either way, and every receiver's sleep is bounded.
+        let _ = self.waker.borrow_mut().wake(self.p().ring(), &set);
+    }
+
+    /// This sender's subscriber id.
+    pub fn id(&self) -> SubscriberId {
+        self.p().id()
+    }
+
+    /// The ring (geometry, counters).
+    pub fn ring(&self) -> &Ring<ShmRegions> {
+        self.p().ring()
+    }
+
+    /// Counters of the wake path: publishes checked, publishes that found
+    /// nobody asleep (no syscall), wake syscalls made.
+    pub fn stats(&self) -> WakeStats {
+        self.waker.borrow().stats()
+    }
+
+    /// Send `data` if there is room now. Returns the message id.
+    pub fn try_send(&self, data: &[u8]) -> Result<u64, TrySendError> {
+        let id = self.p().try_send(data)?;
+        self.wake(self.p().wake_set(1));
+        Ok(id)
+    }
+
+    /// Send `data` to receiver `target` only, if there is room now.
+    pub fn try_send_to(&self, target: SubscriberId, data: &[u8]) -> Result<u64, TrySendError> {
+        self.try_send_with(Envelope::to(target), data)
+    }
+
+    /// Send with an [`Envelope`] (target, tag), if there is room now.
+    pub fn try_send_with(&self, env: Envelope, data: &[u8]) -> Result<u64, TrySendError> {
+        let id = self.p().try_send_with(env, data)?;
+        let set = match env.target {
+            Some(t) => self.p().wake_set_for(t),
+            None => self.p().wake_set(1),
+        };
+        self.wake(set);
+        Ok(id)
+    }
+
+    /// Send as many of `msgs` as fit now with one claim; returns how many.
+    pub fn try_send_batch(&self, msgs: &[&[u8]]) -> Result<usize, TrySendError> {
+        let n = self.p().try_send_batch(msgs)?;
+        if n > 0 {
+            self.wake(self.p().wake_set(n as u64));
+        }
+        Ok(n)
+    }
+
+    /// Claim a slot to write in place (zero-copy); see
+    /// [`shmcast_core::Producer::try_claim`]. Commit wakes receivers.
+    pub fn try_claim(&mut self) -> Result<SendSlot<'_>, TrySendError> {
+        self.try_claim_with(Envelope::default())
+    }
+
+    /// [`Sender::try_claim`] with an [`Envelope`].
+    pub fn try_claim_with(&mut self, env: Envelope) -> Result<SendSlot<'_>, TrySendError> {
+        let Sender { inner, waker } = self;
+        let producer = inner.as_mut().expect("only None during drop");
+        let ring = producer.ring().clone();
+        let slot = producer.try_claim_with(env)?;
+        Ok(SendSlot {
+            slot: Some(slot),
+            ring,
+            waker,
+            target: env.target,
+        })
+    }
+
+    /// Send `data`, waiting while the ring is full.
+    pub fn send(&self, data: &[u8]) -> Result<u64, SendError> {
+        self.send_until(Envelope::default(), data, None)
+    }
+
+    /// Send `data`, waiting at most `timeout` for room.
+    pub fn send_timeout(&self, data: &[u8], timeout: Duration) -> Result<u64, SendError> {
+        self.send_until(Envelope::default(), data, Some(Instant::now() + timeout))
+    }
+
+    /// Send with an [`Envelope`], waiting while the ring is full, until
+    /// `deadline` if one is given.
+    pub fn send_with(
+        &self,
+        env: Envelope,
+        data: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<u64, SendError> {
+        self.send_until(env, data, deadline)
+    }
+
+    fn send_until(
+        &self,
+        env: Envelope,
+        data: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<u64, SendError> {
+        let mut backoff = FullBackoff { step: 0 };
+        loop {
+            match self.try_send_with(env, data) {
+                Ok(id) => return Ok(id),
+                Err(e) => {
+                    if let Some(e) = SendError::from_try(e) {
+                        return Err(e);
+                    }
+                }
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(SendError::Timeout);
+            }
+            backoff.wait(deadline);
+        }
     }
 }
 
-impl Deref for Sender {
-    type Target = shmcast_core::Producer<ShmRegions>;
+/// A claimed slot on a shared-memory channel (zero-copy send). Dereferences
+/// to [`shmcast_core::SendSlot`] for writing; [`SendSlot::commit`]
+/// publishes and wakes. Dropped without commit, it publishes a skip record.
+pub struct SendSlot<'a> {
+    slot: Option<shmcast_core::SendSlot<'a, ShmRegions>>,
+    ring: Ring<ShmRegions>,
+    waker: &'a RefCell<Waker>,
+    target: Option<SubscriberId>,
+}
+
+impl fmt::Debug for SendSlot<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.slot.fmt(f)
+    }
+}
+
+impl<'a> Deref for SendSlot<'a> {
+    type Target = shmcast_core::SendSlot<'a, ShmRegions>;
     fn deref(&self) -> &Self::Target {
-        &self.inner
+        self.slot.as_ref().expect("present until commit")
     }
 }
 
-impl DerefMut for Sender {
+impl DerefMut for SendSlot<'_> {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.inner
+        self.slot.as_mut().expect("present until commit")
     }
+}
+
+impl SendSlot<'_> {
+    /// Publish the message and wake whoever sleeps. Returns its id.
+    pub fn commit(mut self) -> u64 {
+        let slot = self.slot.take().expect("present until commit");
+        let id = slot.commit();
+        let set = match self.target {
+            Some(t) => self.ring.wake_set_for(t),
+            None => self.ring.wake_set(1),
+        };
+        let _ = self.waker.borrow_mut().wake(&self.ring, &set);
+        id
+    }
+}
+
+/// How long a receiver spins (re-checking the ring) before it sleeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spin {
+    /// Never spin: sleep at once.
+    Off,
+    /// Spin this long.
+    For(Duration),
+    /// Spin [`Spin::AUTO_DURATION`] when the machine has at least as many
+    /// CPUs as the ring has busy parties (attached subscribers), else not
+    /// at all: spinning on a CPU another party needs only delays it.
+    Auto,
+}
+
+impl Spin {
+    /// The spin of [`Spin::Auto`]: about the cost of a sleep and a wake on
+    /// our machines (~6–7 µs each way), so a message that comes sooner is
+    /// caught without a syscall and spinning never costs more than
+    /// sleeping would have (the classic two-competitive rule).
+    pub const AUTO_DURATION: Duration = Duration::from_micros(10);
 }
 
 /// A receiver on a shared-memory channel.
-#[derive(Debug)]
+///
+/// `try_recv` / `try_read` (through `Deref` to
+/// [`shmcast_core::Receiver`]) never block; [`Receiver::recv`] and
+/// [`Receiver::recv_timeout`] sleep in the notify backend chosen for this
+/// receiver ([`Receiver::backend`]).
 pub struct Receiver {
-    inner: shmcast_core::Receiver<ShmRegions>,
+    // Dropped first: an io_uring the receiver sleeps in goes before the mapping.
+    sleeper: RefCell<Sleeper>,
+    fallback: Option<Unsupported>,
+    spin: Spin,
+    eventfds: Option<Arc<[OwnedFd]>>,
+    inner: CoreReceiver,
 }
 
-impl Receiver {
-    pub(crate) fn new(inner: shmcast_core::Receiver<ShmRegions>) -> Self {
-        Receiver { inner }
+impl fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("id", &self.inner.id())
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
     }
 }
 
 impl Deref for Receiver {
-    type Target = shmcast_core::Receiver<ShmRegions>;
+    type Target = CoreReceiver;
     fn deref(&self) -> &Self::Target {
         &self.inner
     }
@@ -57,5 +305,202 @@ impl Deref for Receiver {
 impl DerefMut for Receiver {
     fn deref_mut(&mut self) -> &mut Self::Target {
         &mut self.inner
+    }
+}
+
+impl Receiver {
+    pub(crate) fn new(
+        inner: CoreReceiver,
+        eventfds: Option<Arc<[OwnedFd]>>,
+        requested: Option<BackendKind>,
+    ) -> Self {
+        let selection = select(requested, eventfds.is_some());
+        let mut fallback = selection.fallback;
+        let sleeper = match Sleeper::new(selection.kind, eventfds.clone()) {
+            Ok(s) => s,
+            Err(why) => {
+                fallback = Some(why);
+                Sleeper::new(BackendKind::Futex, None).expect("futex always works")
+            }
+        };
+        let mut sleeper = sleeper;
+        if let Err(e) = sleeper.publish(inner.ring(), inner.id()) {
+            // Could not set up the ring backend: futex always works.
+            fallback = Some(Unsupported {
+                kind: selection.kind,
+                reason: e.to_string(),
+            });
+            sleeper = Sleeper::new(BackendKind::Futex, None).expect("futex always works");
+            let _ = sleeper.publish(inner.ring(), inner.id());
+        }
+        Receiver {
+            sleeper: RefCell::new(sleeper),
+            fallback,
+            spin: Spin::Auto,
+            eventfds,
+            inner,
+        }
+    }
+
+    /// The notify backend this receiver sleeps in.
+    pub fn backend(&self) -> BackendKind {
+        self.sleeper.borrow().kind()
+    }
+
+    /// If the backend asked for (argument or `SHMCAST_NOTIFY`) could not be
+    /// used, what was asked and why; the receiver then uses futex.
+    pub fn backend_fallback(&self) -> Option<&Unsupported> {
+        self.fallback.as_ref()
+    }
+
+    /// Switch to another notify backend (takes effect at the next sleep).
+    pub fn set_backend(&mut self, kind: BackendKind) -> Result<(), Unsupported> {
+        let mut s = Sleeper::new(kind, self.eventfds.clone())?;
+        s.publish(self.inner.ring(), self.inner.id())
+            .map_err(|e| Unsupported {
+                kind,
+                reason: e.to_string(),
+            })?;
+        *self.sleeper.get_mut() = s;
+        self.fallback = None;
+        Ok(())
+    }
+
+    /// Set the spin before sleeping (default [`Spin::Auto`]).
+    pub fn set_spin(&mut self, spin: Spin) {
+        self.spin = spin;
+    }
+
+    /// The eventfd producers signal when this receiver sleeps with the
+    /// eventfd backend: register it with epoll / tokio. Pattern: on
+    /// readiness, drain with `try_recv`; before waiting again, call
+    /// [`shmcast_core::Receiver::prepare_wait`] (re-checks the ring and
+    /// announces the sleep), and after waking, `finish_wait`.
+    pub fn eventfd(&self) -> Option<BorrowedFd<'_>> {
+        if self.backend() != BackendKind::Eventfd {
+            return None;
+        }
+        self.eventfds
+            .as_ref()?
+            .get(self.inner.id().index())
+            .map(|f| f.as_fd())
+    }
+
+    fn spin_budget(&self) -> Duration {
+        match self.spin {
+            Spin::Off => Duration::ZERO,
+            Spin::For(d) => d,
+            Spin::Auto => {
+                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+                if cpus >= self.inner.ring().active_subscribers() {
+                    Spin::AUTO_DURATION
+                } else {
+                    Duration::ZERO
+                }
+            }
+        }
+    }
+
+    /// Receive the next message, sleeping until one arrives.
+    pub fn recv(&self, buf: &mut [u8]) -> Result<MessageInfo, RecvError> {
+        self.recv_until(buf, None)
+    }
+
+    /// Receive the next message, sleeping at most `timeout`.
+    pub fn recv_timeout(
+        &self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<MessageInfo, RecvError> {
+        self.recv_until(buf, Some(Instant::now() + timeout))
+    }
+
+    /// Receive the next message, sleeping until `deadline` at most.
+    pub fn recv_deadline(
+        &self,
+        buf: &mut [u8],
+        deadline: Instant,
+    ) -> Result<MessageInfo, RecvError> {
+        self.recv_until(buf, Some(deadline))
+    }
+
+    fn attempt(&self, buf: &mut [u8]) -> Option<Result<MessageInfo, RecvError>> {
+        match self.inner.try_recv(buf) {
+            Ok(m) => Some(Ok(m)),
+            Err(TryRecvError::Empty) => {
+                let ring = self.inner.ring();
+                if ring.mode() == Mode::Unicast && ring.senders_gone() {
+                    // Drained, and nobody is left to send: closed, as for a
+                    // channel whose senders were all dropped.
+                    return Some(match self.inner.try_recv(buf) {
+                        Ok(m) => Ok(m),
+                        Err(_) => Err(RecvError::Closed),
+                    });
+                }
+                None
+            }
+            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+            Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
+            Err(TryRecvError::Detached | TryRecvError::ZeroCopyUnsupported) => {
+                Some(Err(RecvError::Detached))
+            }
+        }
+    }
+
+    fn recv_until(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<MessageInfo, RecvError> {
+        let mut spun = false;
+        loop {
+            if let Some(r) = self.attempt(buf) {
+                return r;
+            }
+            if !spun {
+                spun = true;
+                let budget = self.spin_budget();
+                if !budget.is_zero() {
+                    let until = Instant::now() + budget;
+                    let mut found = None;
+                    while Instant::now() < until {
+                        for _ in 0..64 {
+                            std::hint::spin_loop();
+                        }
+                        if let Some(r) = self.attempt(buf) {
+                            found = Some(r);
+                            break;
+                        }
+                    }
+                    if let Some(r) = found {
+                        return r;
+                    }
+                }
+            }
+            let timeout = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(RecvError::Timeout);
+                    }
+                    Some(left)
+                }
+                None => None,
+            };
+            let Some(token) = self.inner.prepare_wait() else {
+                continue;
+            };
+            let slept = self.sleeper.borrow_mut().sleep(
+                self.inner.ring(),
+                self.inner.id(),
+                &token,
+                timeout,
+            );
+            self.inner.finish_wait();
+            match slept {
+                Ok(()) | Err(shmcast_uring_notify::SleepError::Timeout) => {}
+                Err(e) => return Err(RecvError::Sleep(e)),
+            }
+        }
     }
 }

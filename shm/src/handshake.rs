@@ -6,8 +6,10 @@
 //!
 //! ```text
 //! Hello    client -> server   magic(8) version(2) kind=1 role(1)  reserved(4)                 16 B
-//! Welcome  server -> client   magic(8) version(2) kind=2 role(1)  mode(4) control(8) data(8)  32 B  + 2 fds
-//!                                                                 creator_uid(4) reserved(4)  (40 B)
+//! Welcome  server -> client   magic(8) version(2) kind=2 role(1)  mode(4) control(8) data(8)
+//!                                                                 creator_uid(4) eventfds(4)  40 B  + 2 fds
+//! Eventfds server -> client   magic(8) version(2) kind=4 0(1)     first(4) count(4)           20 B  + count fds
+//!          (only if the Welcome announced eventfds: one per subscriber entry, in packets of <= 250)
 //! Refused  server -> client   magic(8) version(2) kind=3 reason(1) uid(4) mode(4) reserved(4)  24 B
 //! ```
 //!
@@ -29,6 +31,10 @@ pub const HELLO_LEN: usize = 16;
 pub const WELCOME_LEN: usize = 40;
 /// Length of a `Refused`.
 pub const REFUSED_LEN: usize = 24;
+/// Length of an `Eventfds` header.
+pub const EVENTFDS_LEN: usize = 20;
+/// Most eventfds in one `Eventfds` packet (the kernel allows 253 fds per message).
+pub const EVENTFDS_PER_PACKET: u32 = 250;
 /// Longest message.
 pub const MAX_LEN: usize = WELCOME_LEN;
 
@@ -84,6 +90,16 @@ pub enum Message {
         data_size: u64,
         /// Uid of the process that created (and serves) the channel.
         creator_uid: u32,
+        /// Eventfds that follow in `Eventfds` packets (one per subscriber
+        /// entry), or 0 if the channel has none.
+        eventfds: u32,
+    },
+    /// A packet of the channel's eventfds: entries `first .. first + count`.
+    Eventfds {
+        /// Index of the first eventfd in the packet.
+        first: u32,
+        /// How many fds ride along.
+        count: u32,
     },
     /// Server refuses the attach.
     Refused {
@@ -212,6 +228,7 @@ impl Message {
                 control_size,
                 data_size,
                 creator_uid,
+                eventfds,
             } => {
                 b.push(2);
                 b.push(role_code(role));
@@ -219,7 +236,13 @@ impl Message {
                 b.extend_from_slice(&control_size.to_le_bytes());
                 b.extend_from_slice(&data_size.to_le_bytes());
                 b.extend_from_slice(&creator_uid.to_le_bytes());
-                b.extend_from_slice(&[0; 4]);
+                b.extend_from_slice(&eventfds.to_le_bytes());
+            }
+            Message::Eventfds { first, count } => {
+                b.push(4);
+                b.push(0);
+                b.extend_from_slice(&first.to_le_bytes());
+                b.extend_from_slice(&count.to_le_bytes());
             }
             Message::Refused { reason, uid, mode } => {
                 b.push(3);
@@ -256,6 +279,7 @@ impl Message {
             1 => HELLO_LEN,
             2 => WELCOME_LEN,
             3 => REFUSED_LEN,
+            4 => EVENTFDS_LEN,
             kind => return Err(HandshakeError::UnknownKind { kind }),
         };
         if b.len() < need {
@@ -279,8 +303,13 @@ impl Message {
                     control_size: u64_at(b, 16),
                     data_size: u64_at(b, 24),
                     creator_uid: u32_at(b, 32),
+                    eventfds: u32_at(b, 36),
                 }
             }
+            4 => Message::Eventfds {
+                first: u32_at(b, 12),
+                count: u32_at(b, 16),
+            },
             _ => Message::Refused {
                 reason: RefuseReason::from_code(b[11]),
                 uid: u32_at(b, 12),
@@ -304,6 +333,11 @@ mod tests {
                 control_size: 9000,
                 data_size: 1 << 20,
                 creator_uid: 1000,
+                eventfds: 64,
+            },
+            Message::Eventfds {
+                first: 250,
+                count: 14,
             },
             Message::Refused {
                 reason: RefuseReason::PermissionDenied,
@@ -362,6 +396,7 @@ mod tests {
             control_size: 1,
             data_size: 1,
             creator_uid: 0,
+            eventfds: 0,
         }
         .encode();
         w[12] = 0;

@@ -36,8 +36,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Receiving in this version polls (`try_recv`); sleeping receivers woken
-//! across processes come with `shmcast-uring-notify`.
+//! Receivers sleep in [`Receiver::recv`] / [`Receiver::recv_timeout`] and
+//! are woken by senders through the eventcount in `shmcast_core::wake` and a
+//! notify backend of `shmcast_uring_notify` (futex by default; io_uring
+//! `FUTEX_WAIT` or `MSG_RING`, or eventfd, by choice or `SHMCAST_NOTIFY`).
+//! Senders make no wake syscall while no receiver sleeps.
 
 #![deny(unsafe_code)]
 
@@ -57,13 +60,14 @@ mod validate;
 pub use channel::{
     attach, attach_with, import, AttachOptions, Attachment, Channel, ChannelBuilder, Export,
 };
-pub use error::{AttachError, CreateError, OpenError, Region};
-pub use handles::{Receiver, Sender};
+pub use error::{AttachError, CreateError, OpenError, RecvError, Region, SendError};
+pub use handles::{Receiver, SendSlot, Sender, Spin};
 pub use map::ShmRegions;
 pub use shmcast_core::{
     Config, Envelope, HeapRing, JoinError, MessageInfo, Mode, Role, SubscriberId, TryRecvError,
     TrySendError,
 };
+pub use shmcast_uring_notify::{BackendKind, Unsupported, WakeStats};
 
 /// The core ring crate, re-exported.
 pub use shmcast_core as core;

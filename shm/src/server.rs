@@ -22,7 +22,7 @@ use shmcast_core::{Mode, Role};
 
 use crate::error::CreateError;
 use crate::fd_passing;
-use crate::handshake::{Message, RefuseReason, MAX_LEN};
+use crate::handshake::{Message, RefuseReason, EVENTFDS_PER_PACKET, MAX_LEN};
 use crate::map::ShmRegions;
 use crate::permissions::Policy;
 use crate::region::Memfds;
@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) control_size: u64,
     pub(crate) data_size: u64,
     pub(crate) ring: shmcast_core::Ring<ShmRegions>,
+    /// One eventfd per subscriber entry, if the channel was built with them.
+    pub(crate) eventfds: Option<Arc<[OwnedFd]>>,
 }
 
 impl Shared {
@@ -52,8 +54,27 @@ impl Shared {
             control_size: self.control_size,
             data_size: self.data_size,
             creator_uid: self.policy.uid,
+            eventfds: self.eventfds.as_ref().map_or(0, |t| t.len() as u32),
         };
         (msg, [self.fds.control.as_fd(), data])
+    }
+
+    /// Send the eventfd table after a `Welcome`, in packets of at most
+    /// [`EVENTFDS_PER_PACKET`].
+    pub(crate) fn send_eventfds(&self, conn: BorrowedFd<'_>) -> Result<(), Errno> {
+        let Some(table) = &self.eventfds else {
+            return Ok(());
+        };
+        for (k, chunk) in table.chunks(EVENTFDS_PER_PACKET as usize).enumerate() {
+            let first = k as u32 * EVENTFDS_PER_PACKET;
+            let msg = Message::Eventfds {
+                first,
+                count: chunk.len() as u32,
+            };
+            let fds: Vec<BorrowedFd<'_>> = chunk.iter().map(|f| f.as_fd()).collect();
+            fd_passing::send_with_fds(conn, &msg.encode(), &fds)?;
+        }
+        Ok(())
     }
 }
 
@@ -191,5 +212,7 @@ fn answer(conn: &OwnedFd, shared: &Shared) {
         return;
     }
     let (msg, fds) = shared.welcome(role);
-    let _ = fd_passing::send_with_fds(conn.as_fd(), &msg.encode(), &fds);
+    if fd_passing::send_with_fds(conn.as_fd(), &msg.encode(), &fds).is_ok() {
+        let _ = shared.send_eventfds(conn.as_fd());
+    }
 }

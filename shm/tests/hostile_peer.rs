@@ -232,6 +232,7 @@ fn garbage_descriptor() {
         control_size,
         data_size,
         creator_uid,
+        eventfds: 0,
     }
     .encode();
     assert!(matches!(
@@ -417,7 +418,7 @@ fn hostile_writes_to_the_control_region_never_panic_or_hang() {
                     Err(e) => panic!("unexpected {e:?}"),
                 }
                 let _ = rx.prepare_wait().map(|_| rx.finish_wait());
-                let _ = tx.wake_set(1);
+                let _ = tx.ring().wake_set(1);
                 let _ = ch.ring().close();
             }
             // New joins still answer (maybe with an error).

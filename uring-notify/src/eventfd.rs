@@ -1,0 +1,55 @@
+//! Eventfd: a pollable fd per receiver, for epoll / tokio loops and older
+//! kernels. The receiver polls its eventfd; a producer writes 1 to it.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::time::Timespec;
+
+use crate::SleepError;
+
+/// A new non-blocking, close-on-exec eventfd.
+#[doc(alias = "eventfd")]
+pub fn create() -> Result<OwnedFd, Errno> {
+    eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
+}
+
+/// Wait until `fd` is readable or `timeout` passes, then drain it.
+/// `Ok` on a signal (or EINTR: callers re-check anyway).
+pub fn wait(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<(), SleepError> {
+    let ts = timeout.map(|d| Timespec {
+        tv_sec: d.as_secs() as i64,
+        tv_nsec: d.subsec_nanos() as _,
+    });
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    match poll(&mut fds, ts.as_ref()) {
+        Ok(0) => return Err(SleepError::Timeout),
+        Ok(_) => {}
+        Err(Errno::INTR) => return Ok(()),
+        Err(errno) => {
+            return Err(SleepError::Io {
+                op: "poll(eventfd)",
+                errno,
+            })
+        }
+    }
+    drain(fd);
+    Ok(())
+}
+
+/// Reset the counter (non-blocking read; nothing to read is fine).
+pub fn drain(fd: BorrowedFd<'_>) {
+    let mut buf = [0u8; 8];
+    let _ = rustix::io::read(fd, &mut buf);
+}
+
+/// `write(fd, 1)`: signal the receiver.
+pub fn signal(fd: impl AsFd) -> Result<(), Errno> {
+    match rustix::io::write(fd, &1u64.to_ne_bytes()) {
+        // EAGAIN: the counter is at its maximum: the receiver will wake anyway.
+        Ok(_) | Err(Errno::AGAIN) => Ok(()),
+        Err(e) => Err(e),
+    }
+}

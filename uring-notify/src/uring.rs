@@ -1,0 +1,265 @@
+//! io_uring pieces: the receiver's own ring (waiting with an
+//! `IORING_OP_FUTEX_WAIT` SQE and/or for `IORING_OP_MSG_RING` CQEs), and
+//! the producer's ring that batches every wake of one publish into a single
+//! `io_uring_enter`. The crate's only `unsafe` code: pushing SQEs, whose
+//! contract is that what they point to outlives their completion.
+
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::thread::ThreadId;
+use std::time::Duration;
+
+use io_uring::types::{SubmitArgs, Timespec};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use rustix::io::Errno;
+use shmcast_core::atomic::AtomicU32;
+
+use crate::SleepError;
+
+/// `FUTEX2_SIZE_U32`: the futex2 flags of a 32-bit, shared (not private) word.
+pub const FUTEX2_SIZE_U32: u32 = 0x02;
+
+/// `user_data` of our own FUTEX_WAIT SQEs. Anything else in our CQ is a
+/// `MSG_RING` from a producer (untrusted: only ever a reason to wake).
+const FUTEX_TAG: u64 = 0x5348_4d43_4657_4149; // "SHMCFWAI"
+
+/// The value eventfd writes carry: 'static, so it outlives every SQE.
+static ONE: u64 = 1;
+
+fn errno(e: std::io::Error) -> Errno {
+    Errno::from_io_error(&e).unwrap_or(Errno::IO)
+}
+
+/// A ring set up with `SINGLE_ISSUER | DEFER_TASKRUN` where the kernel has
+/// them (6.1+), plain otherwise.
+pub fn receiver_ring(entries: u32) -> Result<IoUring, Errno> {
+    match IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(entries)
+    {
+        Ok(r) => Ok(r),
+        Err(e) => match errno(e) {
+            Errno::INVAL => IoUring::new(entries).map_err(errno),
+            e => Err(e),
+        },
+    }
+}
+
+/// A receiver's own ring: it sleeps in `io_uring_enter`, woken by a
+/// completion of its armed `FUTEX_WAIT` (a producer's `FUTEX_WAKE`) or by a
+/// `MSG_RING` CQE posted by a producer.
+pub struct RingWaiter {
+    ring: IoUring,
+    thread: ThreadId,
+    futex_op: bool,
+    /// The word our FUTEX_WAIT SQE is armed on, if one is in flight.
+    armed: Option<usize>,
+}
+
+impl std::fmt::Debug for RingWaiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingWaiter")
+            .field("fd", &self.fd())
+            .field("armed", &self.armed.is_some())
+            .finish()
+    }
+}
+
+impl RingWaiter {
+    /// A new ring for the calling thread. `futex_op` says whether
+    /// `IORING_OP_FUTEX_WAIT` may be used (kernel 6.7+).
+    pub fn new(futex_op: bool) -> Result<Self, Errno> {
+        Ok(RingWaiter {
+            ring: receiver_ring(64)?,
+            thread: std::thread::current().id(),
+            futex_op,
+            armed: None,
+        })
+    }
+
+    /// The ring's fd (what a `MSG_RING` producer targets).
+    pub fn fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
+    }
+
+    /// Whether the calling thread is the one that created the ring
+    /// (`DEFER_TASKRUN` rings must be entered by it).
+    pub fn on_owner_thread(&self) -> bool {
+        std::thread::current().id() == self.thread
+    }
+
+    /// The SQE an io_uring event loop arms to wait for `word` to be woken
+    /// (for users who run their own ring): `IORING_OP_FUTEX_WAIT` on the
+    /// shared 32-bit word, woken by the producer's `FUTEX_WAKE`.
+    pub fn futex_wait_sqe(
+        word: &AtomicU32,
+        expected: u32,
+        bitset: u32,
+        user_data: u64,
+    ) -> squeue::Entry {
+        opcode::FutexWait::new(
+            word.as_ptr().cast_const(),
+            expected as u64,
+            bitset as u64,
+            FUTEX2_SIZE_U32,
+        )
+        .build()
+        .user_data(user_data)
+    }
+
+    /// Sleep until a CQE arrives (a wake), or `timeout`. Arms a
+    /// `FUTEX_WAIT` on `word` first if none is in flight.
+    pub fn sleep(
+        &mut self,
+        word: &AtomicU32,
+        expected: u32,
+        bitset: u32,
+        timeout: Option<Duration>,
+    ) -> Result<(), SleepError> {
+        if self.futex_op && self.armed != Some(word.as_ptr() as usize) {
+            let sqe = Self::futex_wait_sqe(word, expected, bitset, FUTEX_TAG);
+            // SAFETY: the SQE points at `word`, a futex word in a shared
+            // mapping. The kernel reads it once, when the request starts (to
+            // compare it with `expected` and take the futex key, which for a
+            // shared mapping is the page, not the address); after that it
+            // never touches user memory, so the request cannot outlive what
+            // it points to in any way that matters. The ring is closed (and
+            // the request cancelled) when `self` drops.
+            unsafe { self.ring.submission().push(&sqe) }.map_err(|_| SleepError::Io {
+                op: "io_uring SQ push",
+                errno: Errno::BUSY,
+            })?;
+            self.armed = Some(word.as_ptr() as usize);
+        }
+        // Re-check after arming: a wake between the caller's check and the
+        // arm would otherwise be slept through by a MSG_RING-only waiter.
+        if word.load(std::sync::atomic::Ordering::Acquire) != expected && !self.futex_op {
+            return Ok(());
+        }
+        let r = match timeout {
+            Some(t) => {
+                let ts = Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
+                let args = SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+            None => self.ring.submit_and_wait(1),
+        };
+        let mut woke = false;
+        for cqe in self.ring.completion() {
+            woke = true;
+            if cqe.user_data() == FUTEX_TAG {
+                self.armed = None;
+            }
+        }
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) => match errno(e) {
+                Errno::TIME if !woke => Err(SleepError::Timeout),
+                Errno::TIME | Errno::INTR | Errno::AGAIN | Errno::BUSY => Ok(()),
+                e => Err(SleepError::Io {
+                    op: "io_uring_enter",
+                    errno: e,
+                }),
+            },
+        }
+    }
+}
+
+/// A producer's ring: every wake of one publish becomes an SQE, and one
+/// `io_uring_enter` submits them all. Completions are suppressed on success
+/// (`IOSQE_CQE_SKIP_SUCCESS`); failures are reaped and counted.
+pub struct Batch {
+    ring: IoUring,
+    queued: usize,
+    /// Failed wakes seen so far (target ring gone, fd closed...).
+    pub failures: u64,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("queued", &self.queued)
+            .field("failures", &self.failures)
+            .finish()
+    }
+}
+
+impl Batch {
+    /// A ring for batching wakes. Not `SINGLE_ISSUER`: the producer handle
+    /// may move between threads.
+    pub fn new() -> Result<Self, Errno> {
+        Ok(Batch {
+            ring: IoUring::new(256).map_err(errno)?,
+            queued: 0,
+            failures: 0,
+        })
+    }
+
+    fn push(&mut self, sqe: squeue::Entry) -> Result<(), Errno> {
+        let sqe = sqe.flags(squeue::Flags::SKIP_SUCCESS);
+        // SAFETY: every SQE queued here points at 'static memory (ONE) or at
+        // nothing the kernel dereferences after it starts the request (a
+        // futex word, resolved to its key when the request starts); fd
+        // numbers are kept open by the callers until `submit` returns, and
+        // `submit` is called before the producer's wake returns. A
+        // MSG_RING / write / FUTEX_WAKE completes inline during submit.
+        if unsafe { self.ring.submission().push(&sqe) }.is_err() {
+            self.submit()?;
+            // SAFETY: as above.
+            unsafe { self.ring.submission().push(&sqe) }.map_err(|_| Errno::BUSY)?;
+        }
+        self.queued += 1;
+        Ok(())
+    }
+
+    /// Queue `write(fd, 1)` for an eventfd.
+    /// The caller keeps `fd` open until [`Batch::submit`] returns.
+    pub fn eventfd_write(&mut self, fd: RawFd) -> Result<(), Errno> {
+        let sqe = opcode::Write::new(types::Fd(fd), (&ONE as *const u64).cast(), 8).build();
+        self.push(sqe)
+    }
+
+    /// Queue a `MSG_RING` carrying `user_data` into the ring `ring_fd`.
+    /// The caller keeps `ring_fd` open until [`Batch::submit`] returns.
+    pub fn msg_ring(&mut self, ring_fd: RawFd, user_data: u64) -> Result<(), Errno> {
+        let sqe = opcode::MsgRingData::new(types::Fd(ring_fd), 0, user_data, None).build();
+        self.push(sqe)
+    }
+
+    /// Queue `FUTEX_WAKE_BITSET(word, n, bitset)`.
+    pub fn futex_wake(&mut self, word: &AtomicU32, n: u32, bitset: u32) -> Result<(), Errno> {
+        let sqe = opcode::FutexWake::new(
+            word.as_ptr().cast_const(),
+            n as u64,
+            bitset as u64,
+            FUTEX2_SIZE_U32,
+        )
+        .build();
+        self.push(sqe)
+    }
+
+    /// Whether SQEs are queued.
+    pub fn is_empty(&self) -> bool {
+        self.queued == 0
+    }
+
+    /// Submit everything queued with one `io_uring_enter`, then reap the
+    /// completions of failed requests. Returns how many failed.
+    pub fn submit(&mut self) -> Result<usize, Errno> {
+        if self.queued == 0 {
+            return Ok(0);
+        }
+        self.queued = 0;
+        self.ring.submit().map_err(errno)?;
+        let mut failed = 0;
+        for cqe in self.ring.completion() {
+            if cqe.result() < 0 || cqueue::more(cqe.flags()) {
+                failed += 1;
+            }
+        }
+        self.failures += failed as u64;
+        Ok(failed)
+    }
+}

@@ -1,0 +1,172 @@
+//! The producer side: deliver the wakes of one publish with at most one
+//! syscall.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+
+use rustix::process::{pidfd_getfd, pidfd_open, Pid, PidfdFlags, PidfdGetfdFlags};
+use shmcast_core::{Regions, Ring, WakeSet};
+
+use crate::uring::Batch;
+use crate::{eventfd, futex, probe, BackendKind, WakeError};
+
+/// Counters of one producer's wake path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WakeStats {
+    /// Publishes checked for sleepers.
+    pub checks: u64,
+    /// Publishes that found nobody asleep: no syscall made.
+    pub skipped: u64,
+    /// Wake syscalls made (futex wakes, `io_uring_enter`s, eventfd writes).
+    pub syscalls: u64,
+    /// One-time syscalls spent finding a receiver (`pidfd_open`, `pidfd_getfd`).
+    pub setup_syscalls: u64,
+    /// Receivers woken.
+    pub woken: u64,
+    /// Wakes the kernel reported as failed.
+    pub failures: u64,
+}
+
+/// Delivers wakes for one producer.
+#[derive(Debug, Default)]
+pub struct Waker {
+    batch: Option<Batch>,
+    eventfds: Option<Arc<[OwnedFd]>>,
+    /// MSG_RING targets: receiver index -> (published info, our dup of its ring fd).
+    rings: HashMap<usize, (u64, OwnedFd)>,
+    stats: WakeStats,
+}
+
+impl Waker {
+    /// A waker; `eventfds` is the channel's eventfd table, if it has one.
+    pub fn new(eventfds: Option<Arc<[OwnedFd]>>) -> Self {
+        Waker {
+            eventfds,
+            ..Waker::default()
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> WakeStats {
+        self.stats
+    }
+
+    fn batch(&mut self) -> Option<&mut Batch> {
+        if self.batch.is_none() && probe().uring.is_ok() {
+            self.batch = Batch::new().ok();
+        }
+        self.batch.as_mut()
+    }
+
+    fn ring_fd(&mut self, index: usize, info: u64) -> Option<RawFd> {
+        if self.rings.get(&index).is_none_or(|(i, _)| *i != info) {
+            self.rings.remove(&index);
+            let pid = Pid::from_raw((info >> 32) as i32)?;
+            self.stats.setup_syscalls += 2;
+            let pidfd = pidfd_open(pid, PidfdFlags::empty()).ok()?;
+            let fd = pidfd_getfd(&pidfd, info as u32 as i32, PidfdGetfdFlags::empty()).ok()?;
+            self.rings.insert(index, (info, fd));
+        }
+        self.rings.get(&index).map(|(_, fd)| fd.as_raw_fd())
+    }
+
+    /// Wake the receivers of `set` (computed by the producer's
+    /// `wake_set`). No syscall if the set is empty; otherwise one syscall in
+    /// the common cases: one `FUTEX_WAKE(_BITSET)` when every sleeper waits
+    /// on a futex word, one `io_uring_enter` carrying every SQE otherwise.
+    pub fn wake<R: Regions>(&mut self, ring: &Ring<R>, set: &WakeSet) -> Result<(), WakeError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.stats.checks += 1;
+        if set.is_empty() {
+            self.stats.skipped += 1;
+            return Ok(());
+        }
+        let mut futex_mask = 0u32; // broadcast: bitset of futex sleepers on the shared word
+        let mut futex_words = Vec::new(); // per-receiver words
+        let mut queued = false;
+        for id in set.receivers() {
+            self.stats.woken += 1;
+            let entry = ring.regions().entry(id.index());
+            // Untrusted: an unknown code is treated as a futex sleeper.
+            let kind =
+                BackendKind::from_code(entry.backend.load(Relaxed)).unwrap_or(BackendKind::Futex);
+            let mut by_futex = kind.woken_by_futex();
+            match kind {
+                BackendKind::Eventfd => {
+                    // The table outlives this call (we hold the Arc), so
+                    // raw fd numbers from it stay valid through the submit.
+                    let table = self.eventfds.clone();
+                    match table.as_ref().and_then(|t| t.get(id.index())) {
+                        Some(fd) => match self.batch() {
+                            Some(b) => queued |= b.eventfd_write(fd.as_raw_fd()).is_ok(),
+                            None => {
+                                self.stats.syscalls += 1;
+                                eventfd::signal(fd).map_err(|errno| WakeError::Io {
+                                    op: "write(eventfd)",
+                                    errno,
+                                })?;
+                            }
+                        },
+                        None => by_futex = true,
+                    }
+                }
+                BackendKind::MsgRing => {
+                    let info = entry.notify_info.load(Relaxed);
+                    // The cache keeps the fd open until the next wake of this
+                    // receiver, i.e. past the submit below.
+                    let target = self.ring_fd(id.index(), info);
+                    let sent = match (target, self.batch()) {
+                        (Some(fd), Some(b)) => b.msg_ring(fd, id.0 as u64).is_ok(),
+                        _ => false,
+                    };
+                    // Cannot reach its ring: its armed FUTEX_WAIT hears a futex wake.
+                    queued |= sent;
+                    by_futex |= !sent;
+                }
+                BackendKind::Futex | BackendKind::UringFutex => {}
+            }
+            if by_futex {
+                if set.is_broadcast() {
+                    futex_mask |= 1 << (id.0 % 32);
+                } else if let Some(w) = ring.wake_word(id) {
+                    futex_words.push(w);
+                }
+            }
+        }
+        let word = ring.broadcast_wake_word();
+        if queued {
+            // Fold the futex wakes into the same io_uring_enter when the
+            // kernel has IORING_OP_FUTEX_WAKE.
+            let fold = probe().futex_ops;
+            let b = self.batch.as_mut().expect("queued implies a batch");
+            if fold {
+                if futex_mask != 0 && b.futex_wake(word, i32::MAX as u32, futex_mask).is_ok() {
+                    futex_mask = 0;
+                }
+                futex_words.retain(|w| b.futex_wake(w, 1, futex::MATCH_ANY).is_err());
+            }
+            self.stats.syscalls += 1;
+            let failed = b.submit().map_err(|errno| WakeError::Io {
+                op: "io_uring_enter",
+                errno,
+            })?;
+            self.stats.failures += failed as u64;
+        }
+        if futex_mask != 0 {
+            self.stats.syscalls += 1;
+            futex::wake(word, i32::MAX as u32, futex_mask).map_err(|errno| WakeError::Io {
+                op: "futex(FUTEX_WAKE_BITSET)",
+                errno,
+            })?;
+        }
+        for w in futex_words {
+            self.stats.syscalls += 1;
+            futex::wake(w, 1, futex::MATCH_ANY).map_err(|errno| WakeError::Io {
+                op: "futex(FUTEX_WAKE)",
+                errno,
+            })?;
+        }
+        Ok(())
+    }
+}
