@@ -228,7 +228,7 @@ pub(crate) fn wake_after_publish<R: Regions>(
     for (w, slot) in seen.iter_mut().enumerate().take(words) {
         // ORDERING(eventcount): Acquire; pairs with the Release fetch_or in
         // prepare_wait.
-        *slot = ring.regions.waiter_word(w).load(Acquire);
+        *slot = ring.regions.waiter_word(w).load(Acquire) & table_bits(ring, w);
         any |= *slot != 0;
     }
     if !any {
@@ -262,6 +262,19 @@ pub(crate) fn wake_after_publish<R: Regions>(
         }
     }
     set
+}
+
+/// The bits of waiter word `w` that stand for entries of the table. The
+/// last word has padding bits past the last entry, which a peer may set:
+/// they name no receiver, so they are ignored (a wake set must only name
+/// table entries; the notify layer indexes per-entry state with it).
+fn table_bits<R: Regions>(ring: &Ring<R>, w: usize) -> u64 {
+    let entries = ring.geo.max_subscribers().saturating_sub(w * 64);
+    if entries >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << entries) - 1
+    }
 }
 
 /// Clear `bits` in waiter word `w`; returns the ones that were still set
@@ -304,7 +317,7 @@ pub(crate) fn wake_all<R: Regions>(ring: &Ring<R>) -> WakeSet {
     set.words = words;
     fence(SeqCst);
     for w in 0..words {
-        set.bits[w] = ring.regions.waiter_word(w).swap(0, AcqRel);
+        set.bits[w] = ring.regions.waiter_word(w).swap(0, AcqRel) & table_bits(ring, w);
     }
     if !set.is_empty() {
         if set.broadcast {
@@ -323,6 +336,7 @@ impl<R: Regions> Producer<R> {
     /// table entries). For statistics; `wake_set` does the real check.
     pub fn has_sleepers(&self) -> bool {
         let ring = self.ring();
-        (0..ring.geo.bitmap_words()).any(|w| ring.regions.waiter_word(w).load(Relaxed) != 0)
+        (0..ring.geo.bitmap_words())
+            .any(|w| ring.regions.waiter_word(w).load(Relaxed) & table_bits(ring, w) != 0)
     }
 }

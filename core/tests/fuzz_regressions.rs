@@ -23,3 +23,33 @@ fn refused_duplex_join_does_not_count_as_a_sender() {
     drop(tx);
     assert!(ring.senders_gone(), "the one sender left");
 }
+
+/// `hostile_writer`: a peer set a padding bit of the waiter bitmap (a bit
+/// past the last table entry). Closing the ring, or any wake after a
+/// publish, then named that non-entry in its wake set and bumped the wake
+/// word of "entry" 55 of a 2-entry table: an index panic. Padding bits are
+/// now ignored.
+#[test]
+fn waiter_bits_past_the_table_wake_nobody() {
+    use shmcast_core::{Regions, SubscriberId};
+    use std::sync::atomic::Ordering::Relaxed;
+
+    for mode in [Mode::Unicast, Mode::Broadcast, Mode::Multicast] {
+        let config = Config::new(mode)
+            .capacity(1)
+            .max_message(8)
+            .max_subscribers(2);
+        let ring = HeapRing::new(&config).unwrap();
+        let tx = ring.producer().unwrap();
+        let padding = ring.regions().waiter_word(0);
+        padding.store(1 << 55, Relaxed);
+        assert!(!tx.has_sleepers(), "{mode}");
+        assert!(tx.wake_set(1).is_empty(), "{mode}");
+        assert!(tx.wake_set_for(SubscriberId(55)).is_empty(), "{mode}");
+        assert!(ring.wake_all().is_empty(), "{mode}");
+        padding.store(u64::MAX, Relaxed);
+        let woken = ring.close();
+        assert!(woken.receivers().all(|id| id.index() < 2), "{mode}");
+        assert!(ring.is_closed());
+    }
+}
