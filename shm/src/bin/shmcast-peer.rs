@@ -4,11 +4,24 @@
 //!
 //! ```text
 //! shmcast-peer serve NAME [--mode unicast|broadcast|multicast] [--capacity N]
-//!                         [--max-message B] [--perm 0600] [--for SECS]
+//!                         [--max-message B] [--perm 0600] [--for SECS] [--eventfds]
 //! shmcast-peer send  NAME --count N [--size B] [--tag T] [--target ID] [--batch K] [--timeout SECS]
+//!                         [--blocking] [--pause-every N --pause-us U] [--seed S]
+//!                         [--sync-every N --receivers R]
 //! shmcast-peer recv  NAME --count N [--buf B] [--timeout SECS] [--out FILE] [--until-closed]
+//!                         [--blocking] [--backend futex|uring-futex|msg-ring|eventfd]
+//!                         [--pause-every N --pause-us U] [--seed S]
 //! shmcast-peer info  NAME
 //! ```
+//!
+//! `--blocking` uses the sleeping calls (`send_timeout` / `recv_timeout`);
+//! `--pause-every N --pause-us U` pauses about every N messages (at random)
+//! for up to U µs, so that the other side runs dry and falls asleep.
+//! `--sync-every N --receivers R` makes the sender stop, about every N
+//! messages (at random), until the R receivers have received everything
+//! sent so far (read from their shared counters), for at most 10 s: a
+//! receiver asleep through a lost wake-up then fails the run instead of
+//! being rescued by the next message.
 //!
 //! Messages from `send` carry `tag` (u32) and a sequence number (u64) in
 //! their first 16 bytes; `recv` checks that each tag's sequence numbers
@@ -44,7 +57,7 @@ fn parse() -> Result<Args, String> {
         let key = a
             .strip_prefix("--")
             .ok_or_else(|| format!("unexpected argument {a:?}"))?;
-        if key == "until-closed" {
+        if matches!(key, "until-closed" | "blocking" | "eventfds") {
             flags.push(key.to_owned());
         } else {
             let v = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
@@ -75,6 +88,41 @@ impl Args {
     }
     fn timeout(&self) -> Result<Duration, String> {
         Ok(Duration::from_secs(self.num("timeout", 30)?))
+    }
+    fn flag(&self, f: &str) -> bool {
+        self.flags.iter().any(|x| x == f)
+    }
+    fn pauser(&self) -> Result<Pauser, String> {
+        Ok(Pauser {
+            every: self.num("pause-every", 0)?,
+            max_us: self.num("pause-us", 0)?,
+            x: self.num("seed", std::process::id() as u64)? | 1,
+        })
+    }
+}
+
+/// Random pauses: about every `every` messages, sleep up to `max_us` µs.
+struct Pauser {
+    every: u64,
+    max_us: u64,
+    x: u64,
+}
+
+impl Pauser {
+    fn next(&mut self) -> u64 {
+        self.x ^= self.x << 13;
+        self.x ^= self.x >> 7;
+        self.x ^= self.x << 17;
+        self.x
+    }
+    fn maybe_pause(&mut self) {
+        if self.every == 0 || self.max_us == 0 {
+            return;
+        }
+        if self.next() % self.every == 0 {
+            let us = self.next() % self.max_us + 1;
+            std::thread::sleep(Duration::from_micros(us));
+        }
     }
 }
 
@@ -115,6 +163,7 @@ fn serve(a: &Args) -> Result<(), String> {
     };
     let channel = ChannelBuilder::new(&a.name)
         .mode(mode)
+        .eventfds(a.flag("eventfds"))
         .capacity(a.num("capacity", 256)?)
         .max_message(a.num("max-message", 4096)? as u32)
         .permissions(a.num("perm", 0o600)? as u32)
@@ -145,16 +194,49 @@ fn send(a: &Args) -> Result<(), String> {
         .transpose()?
         .map(|t| SubscriberId(t as u32));
     let deadline = Instant::now() + a.timeout()?;
+    let blocking = a.flag("blocking");
+    let mut pauser = a.pauser()?;
     let peer = attach(&a.name, Role::Send).map_err(|e| e.to_string())?;
     let tx = peer.sender().map_err(|e| e.to_string())?;
     let mut msgs = vec![vec![0u8; size]; batch];
     let mut seq = 0u64;
     let mut full = 0u64;
+    let sync_every = a.num("sync-every", 0)?;
+    let receivers = a.num("receivers", 1)?;
+    let mut syncs = 0u64;
+    // The receivers to wait for: those attached now (their counters stay
+    // readable after they leave).
+    let ids: Vec<SubscriberId> = (0..tx.ring().geometry().max_subscribers() as u32)
+        .map(SubscriberId)
+        .filter(|&id| tx.ring().is_receiver(id))
+        .collect();
+    if sync_every > 0 && ids.len() as u64 != receivers {
+        return Err(format!(
+            "expected {receivers} receivers attached, found {}",
+            ids.len()
+        ));
+    }
     while seq < count {
+        if sync_every > 0 && seq > 0 && pauser.next() % sync_every == 0 {
+            syncs += 1;
+            wait_for_receivers(tx.ring(), &ids, seq)?;
+        }
         let k = batch.min((count - seq) as usize);
         for (i, m) in msgs[..k].iter_mut().enumerate() {
             m[..4].copy_from_slice(&tag.to_le_bytes());
             m[8..16].copy_from_slice(&(seq + i as u64).to_le_bytes());
+        }
+        pauser.maybe_pause();
+        if blocking && k == 1 {
+            tx.send_with(Envelope { target, tag: seq }, &msgs[0], Some(deadline))
+                .map_err(|e| match e {
+                    shmcast::SendError::Timeout => {
+                        format!("timeout: sent {seq} of {count} (ring full)")
+                    }
+                    e => format!("send {seq}: {e}"),
+                })?;
+            seq += 1;
+            continue;
         }
         let r = if k > 1 {
             let refs: Vec<&[u8]> = msgs[..k].iter().map(|m| &m[..]).collect();
@@ -175,17 +257,67 @@ fn send(a: &Args) -> Result<(), String> {
             Err(e) => return Err(format!("send {seq}: {e}")),
         }
     }
-    println!("sent {count} full {full}");
+    if sync_every > 0 {
+        wait_for_receivers(tx.ring(), &ids, seq)?;
+    }
+    let st = tx.stats();
+    println!(
+        "sent {count} full {full} wake_checks {} skipped {} wake_syscalls {} woken {} syncs {syncs}",
+        st.checks, st.skipped, st.syscalls, st.woken
+    );
     Ok(())
+}
+
+/// Wait (at most 10 s) until the receivers `ids` have received all `sent`
+/// messages: each of them in broadcast, together otherwise.
+fn wait_for_receivers(
+    ring: &shmcast::core::Ring<shmcast::ShmRegions>,
+    ids: &[SubscriberId],
+    sent: u64,
+) -> Result<(), String> {
+    let want = if ring.mode() == Mode::Broadcast {
+        sent * ids.len() as u64
+    } else {
+        sent
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got: u64 = ids
+            .iter()
+            .filter_map(|&id| ring.counters(id))
+            .map(|c| c.received)
+            .sum();
+        if got >= want {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "timeout: receivers stalled at {got} of {want} received (a lost wake-up?)"
+            ));
+        }
+        std::thread::yield_now();
+    }
 }
 
 fn recv(a: &Args) -> Result<(), String> {
     let count = a.num("count", u64::MAX)?;
     let until_closed = a.flags.iter().any(|f| f == "until-closed");
     let deadline = Instant::now() + a.timeout()?;
+    let blocking = a.flag("blocking");
+    let mut pauser = a.pauser()?;
+    let backend = match a.opts.get("backend") {
+        Some(b) => Some(
+            b.parse::<shmcast::BackendKind>()
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
     let peer = attach(&a.name, Role::Recv).map_err(|e| e.to_string())?;
-    let rx = peer.receiver().map_err(|e| e.to_string())?;
-    println!("joined {}", rx.id().0);
+    let rx = peer.receiver_with(backend).map_err(|e| e.to_string())?;
+    if let Some(why) = rx.backend_fallback() {
+        eprintln!("shmcast-peer: {why}; using {}", rx.backend());
+    }
+    println!("joined {} backend {}", rx.id().0, rx.backend());
     std::io::stdout().flush().ok();
     let mut buf = vec![0u8; a.num("buf", 65536)? as usize];
     let mut last: HashMap<u32, u64> = HashMap::new();
@@ -197,7 +329,19 @@ fn recv(a: &Args) -> Result<(), String> {
     };
     let (mut got, mut truncated, mut bytes) = (0u64, 0u64, 0u64);
     while got < count {
-        match rx.try_recv(&mut buf) {
+        pauser.maybe_pause();
+        let r = if blocking {
+            match rx.recv_deadline(&mut buf, deadline) {
+                Ok(info) => Ok(info),
+                Err(shmcast::RecvError::Timeout) => Err(TryRecvError::Empty),
+                Err(shmcast::RecvError::Closed) => Err(TryRecvError::Closed),
+                Err(shmcast::RecvError::Lagged(n)) => Err(TryRecvError::Lagged(n)),
+                Err(e) => return Err(format!("receive after {got}: {e}")),
+            }
+        } else {
+            rx.try_recv(&mut buf)
+        };
+        match r {
             Ok(info) => {
                 got += 1;
                 bytes += info.len as u64;

@@ -1,0 +1,405 @@
+//! Sleeping receivers woken across processes, for every notify backend the
+//! probe reports usable here (the others print a skip line with the reason).
+//!
+//! The lost-wake-up stress runs use `shmcast-peer send --sync-every N`: at
+//! random points the sender stops until every receiver has received all it
+//! sent, for at most 10 s. A receiver that slept through a lost wake-up is
+//! then not rescued by the next message: the run fails.
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::*;
+use shmcast::{attach, BackendKind, ChannelBuilder, Mode, RecvError, Role, SendError};
+use shmcast_uring_notify::probe;
+
+/// The stress runs are CPU-bound on a 2-core machine: one at a time.
+static HEAVY: Mutex<()> = Mutex::new(());
+
+fn usable(kind: BackendKind) -> bool {
+    match probe().check(kind, true) {
+        Ok(()) => true,
+        Err(why) => {
+            eprintln!("skip {kind}: {why}");
+            false
+        }
+    }
+}
+
+fn stress(kind: BackendKind, mode: Mode, receivers: usize, count: u64) {
+    if !usable(kind) {
+        return;
+    }
+    let _one = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let name = unique(&format!("wake-{kind}"));
+    let _ch = ChannelBuilder::new(&name)
+        .mode(mode)
+        .capacity(64)
+        .max_message(64)
+        .eventfds(true)
+        .create()
+        .unwrap();
+    let count_s = count.to_string();
+    let per = if mode == Mode::Multicast {
+        None
+    } else {
+        Some(count_s.as_str())
+    };
+    let mut rxs: Vec<_> = (0..receivers)
+        .map(|i| {
+            let seed = (i + 7).to_string();
+            let mut args = vec![
+                "recv",
+                &name,
+                "--blocking",
+                "--backend",
+                kind.name(),
+                "--timeout",
+                "120",
+                "--pause-every",
+                "3000",
+                "--pause-us",
+                "300",
+                "--seed",
+                &seed,
+            ];
+            match per {
+                Some(c) => args.extend(["--count", c]),
+                None => args.push("--until-closed"),
+            }
+            let args: Vec<String> = args.into_iter().map(String::from).collect();
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            Running::spawn(peer(&refs))
+        })
+        .collect();
+    for r in &mut rxs {
+        let line = r.line();
+        assert!(line.ends_with(&format!("backend {kind}")), "{line}");
+    }
+    let n = receivers.to_string();
+    let (code, out, err) = run(
+        &[
+            "send",
+            &name,
+            "--count",
+            &count_s,
+            "--blocking",
+            "--sync-every",
+            "256",
+            "--receivers",
+            &n,
+            "--pause-every",
+            "2000",
+            "--pause-us",
+            "300",
+            "--timeout",
+            "120",
+        ],
+        Duration::from_secs(180),
+    );
+    assert_eq!(code, 0, "sender: {out}{err}");
+    let woken: u64 = out
+        .split("woken ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        woken > 0,
+        "the run made receivers sleep and woke them: {out}"
+    );
+    if mode == Mode::Multicast {
+        _ch.destroy();
+    }
+    let mut total = 0u64;
+    for r in rxs {
+        let (code, out, err) = r.finish(Duration::from_secs(180));
+        assert_eq!(code, 0, "receiver: {out}{err}");
+        let got: u64 = out
+            .split("received ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        total += got;
+    }
+    let expected = if mode == Mode::Broadcast {
+        count * receivers as u64
+    } else {
+        count
+    };
+    assert_eq!(total, expected, "every message delivered");
+}
+
+#[test]
+fn no_lost_wakeups_futex() {
+    stress(BackendKind::Futex, Mode::Unicast, 1, 1_000_000);
+    stress(BackendKind::Futex, Mode::Broadcast, 2, 100_000);
+    stress(BackendKind::Futex, Mode::Multicast, 2, 100_000);
+}
+
+#[test]
+fn no_lost_wakeups_uring_futex() {
+    stress(BackendKind::UringFutex, Mode::Unicast, 1, 1_000_000);
+    stress(BackendKind::UringFutex, Mode::Broadcast, 2, 100_000);
+    stress(BackendKind::UringFutex, Mode::Multicast, 2, 100_000);
+}
+
+#[test]
+fn no_lost_wakeups_msg_ring() {
+    stress(BackendKind::MsgRing, Mode::Unicast, 1, 1_000_000);
+    stress(BackendKind::MsgRing, Mode::Broadcast, 2, 100_000);
+    stress(BackendKind::MsgRing, Mode::Multicast, 2, 100_000);
+}
+
+#[test]
+fn no_lost_wakeups_eventfd() {
+    stress(BackendKind::Eventfd, Mode::Unicast, 1, 1_000_000);
+    stress(BackendKind::Eventfd, Mode::Broadcast, 2, 100_000);
+    stress(BackendKind::Eventfd, Mode::Multicast, 2, 100_000);
+}
+
+#[test]
+fn no_wake_syscall_while_receivers_are_awake() {
+    // A polling receiver process never announces a sleep: the sender pays
+    // the bitmap check only.
+    let name = unique("awake");
+    let ch = ChannelBuilder::new(&name)
+        .capacity(256)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let mut rx = Running::spawn(peer(&[
+        "recv",
+        &name,
+        "--count",
+        "50000",
+        "--timeout",
+        "60",
+    ]));
+    assert!(rx.line().starts_with("joined"));
+    let tx = ch.sender().unwrap();
+    for i in 0..50_000u64 {
+        tx.send(&i.to_le_bytes()).unwrap();
+    }
+    let (code, _, err) = rx.finish(LIMIT);
+    assert_eq!(code, 0, "{err}");
+    let st = tx.stats();
+    assert_eq!(st.checks, 50_000);
+    assert_eq!(st.skipped, 50_000, "{st:?}");
+    assert_eq!(st.syscalls, 0, "{st:?}");
+}
+
+/// Wait until `n` receivers have their waiter bit set (are asleep).
+fn wait_asleep(ch: &shmcast::Channel, n: u32) {
+    use shmcast::core::Regions;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let bits = ch
+            .ring()
+            .regions()
+            .waiter_word(0)
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if bits.count_ones() >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "receivers did not fall asleep");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn one_wake_syscall_per_publish_for_many_broadcast_sleepers() {
+    for kind in BackendKind::ALL {
+        if !usable(kind) {
+            continue;
+        }
+        let _one = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+        let name = unique(&format!("fan-{kind}"));
+        let ch = ChannelBuilder::new(&name)
+            .mode(Mode::Broadcast)
+            .capacity(16)
+            .max_message(64)
+            .eventfds(true)
+            .create()
+            .unwrap();
+        let mut rxs: Vec<_> = (0..4)
+            .map(|_| {
+                Running::spawn(peer(&[
+                    "recv",
+                    &name,
+                    "--count",
+                    "3",
+                    "--blocking",
+                    "--backend",
+                    kind.name(),
+                    "--timeout",
+                    "30",
+                ]))
+            })
+            .collect();
+        for r in &mut rxs {
+            assert!(r.line().ends_with(&format!("backend {kind}")));
+        }
+        let tx = ch.sender().unwrap();
+        for round in 1..=3u64 {
+            wait_asleep(&ch, 4);
+            let before = tx.stats();
+            tx.send(&[round as u8; 16]).unwrap();
+            let after = tx.stats();
+            assert_eq!(
+                after.woken - before.woken,
+                4,
+                "{kind}: all four sleepers woken"
+            );
+            assert_eq!(
+                after.syscalls - before.syscalls,
+                1,
+                "{kind}: one syscall for four sleepers"
+            );
+        }
+        for r in rxs {
+            let (code, out, err) = r.finish(LIMIT);
+            assert_eq!(code, 0, "{kind}: {out}{err}");
+        }
+    }
+}
+
+#[test]
+fn sender_attached_before_receiver_wakes_it() {
+    let name = unique("before");
+    let _ch = ChannelBuilder::new(&name)
+        .capacity(16)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let tx = attach(&name, Role::Send).unwrap().sender().unwrap();
+    let mut rx = Running::spawn(peer(&[
+        "recv",
+        &name,
+        "--count",
+        "1",
+        "--blocking",
+        "--timeout",
+        "30",
+    ]));
+    assert!(rx.line().starts_with("joined"));
+    wait_asleep(&_ch, 1);
+    tx.send(&[1u8; 16]).unwrap();
+    let (code, out, err) = rx.finish(LIMIT);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(tx.stats().syscalls, 1);
+}
+
+#[test]
+fn receiver_asleep_before_sender_attaches_is_woken() {
+    let name = unique("after");
+    let ch = ChannelBuilder::new(&name)
+        .capacity(16)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let mut rx = Running::spawn(peer(&[
+        "recv",
+        &name,
+        "--count",
+        "1",
+        "--blocking",
+        "--timeout",
+        "30",
+    ]));
+    assert!(rx.line().starts_with("joined"));
+    wait_asleep(&ch, 1);
+    // A sender process that did not exist when the receiver fell asleep.
+    let (code, out, err) = run(&["send", &name, "--count", "1", "--blocking"], LIMIT);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("wake_syscalls 1"), "{out}");
+    let (code, out, err) = rx.finish(LIMIT);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn recv_timeout_times_out() {
+    let name = unique("timeout");
+    let ch = ChannelBuilder::new(&name)
+        .capacity(16)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let rx = ch.receiver().unwrap();
+    let mut buf = [0u8; 64];
+    let t0 = Instant::now();
+    assert_eq!(
+        rx.recv_timeout(&mut buf, Duration::from_millis(50)),
+        Err(RecvError::Timeout)
+    );
+    assert!(t0.elapsed() >= Duration::from_millis(50));
+    // A full ring times a blocking send out too.
+    let tx = ch.sender().unwrap();
+    for _ in 0..16 {
+        tx.send(b"x").unwrap();
+    }
+    assert_eq!(
+        tx.send_timeout(b"x", Duration::from_millis(20)),
+        Err(SendError::Timeout)
+    );
+}
+
+#[test]
+fn destroy_wakes_a_sleeping_receiver() {
+    let name = unique("destroy-wake");
+    let ch = ChannelBuilder::new(&name)
+        .mode(Mode::Multicast)
+        .capacity(16)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let mut rx = Running::spawn(peer(&[
+        "recv",
+        &name,
+        "--until-closed",
+        "--blocking",
+        "--timeout",
+        "30",
+    ]));
+    assert!(rx.line().starts_with("joined"));
+    wait_asleep(&ch, 1);
+    ch.destroy();
+    let (code, out, err) = rx.finish(LIMIT);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("received 0 "), "{out}");
+}
+
+#[test]
+fn unicast_receiver_sees_closed_when_the_last_sender_leaves() {
+    let name = unique("last-sender");
+    let ch = ChannelBuilder::new(&name)
+        .capacity(16)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let rx = ch.receiver().unwrap();
+    let mut buf = [0u8; 64];
+    // No sender has ever joined: a receiver just waits (here: times out).
+    assert_eq!(
+        rx.recv_timeout(&mut buf, Duration::from_millis(10)),
+        Err(RecvError::Timeout)
+    );
+    let waiter = std::thread::spawn(move || {
+        let mut got = 0;
+        loop {
+            match rx.recv_timeout(&mut buf, Duration::from_secs(30)) {
+                Ok(_) => got += 1,
+                Err(e) => return (got, e),
+            }
+        }
+    });
+    // A sender process sends three messages and exits.
+    let (code, out, err) = run(&["send", &name, "--count", "3", "--blocking"], LIMIT);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(waiter.join().unwrap(), (3, RecvError::Closed));
+}
