@@ -138,31 +138,42 @@ impl RingWaiter {
         if word.load(std::sync::atomic::Ordering::Acquire) != expected && !self.futex_op {
             return Ok(());
         }
-        let r = match timeout {
-            Some(t) => {
-                let ts = Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
-                let args = SubmitArgs::new().timespec(&ts);
-                self.ring.submitter().submit_with_args(1, &args)
+        let start = std::time::Instant::now();
+        loop {
+            let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
+            let r = match left {
+                Some(t) => {
+                    let ts = Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
+                    let args = SubmitArgs::new().timespec(&ts);
+                    self.ring.submitter().submit_with_args(1, &args)
+                }
+                None => self.ring.submit_and_wait(1),
+            };
+            let mut woke = false;
+            for cqe in self.ring.completion() {
+                woke = true;
+                if cqe.user_data() == FUTEX_TAG {
+                    self.armed = None;
+                }
             }
-            None => self.ring.submit_and_wait(1),
-        };
-        let mut woke = false;
-        for cqe in self.ring.completion() {
-            woke = true;
-            if cqe.user_data() == FUTEX_TAG {
-                self.armed = None;
+            if woke {
+                return Ok(());
             }
-        }
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) => match errno(e) {
-                Errno::TIME if !woke => Err(SleepError::Timeout),
-                Errno::TIME | Errno::INTR | Errno::AGAIN | Errno::BUSY => Ok(()),
-                e => Err(SleepError::Io {
-                    op: "io_uring_enter",
-                    errno: e,
-                }),
-            },
+            match r.map_err(errno) {
+                // The kernel returns the number *submitted* even when the
+                // wait timed out, so no CQE is how a timeout shows.
+                Ok(_) | Err(Errno::TIME) => {}
+                Err(Errno::INTR | Errno::AGAIN | Errno::BUSY) => return Ok(()),
+                Err(e) => {
+                    return Err(SleepError::Io {
+                        op: "io_uring_enter",
+                        errno: e,
+                    })
+                }
+            }
+            if left.is_some_and(|l| l.is_zero() || start.elapsed() >= timeout.unwrap_or_default()) {
+                return Err(SleepError::Timeout);
+            }
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct WakeStats {
     pub woken: u64,
     /// Wakes the kernel reported as failed.
     pub failures: u64,
+    /// Wakes queued as io_uring SQEs (`MSG_RING`, eventfd writes).
+    pub ring_wakes: u64,
 }
 
 /// Delivers wakes for one producer.
@@ -99,7 +101,11 @@ impl Waker {
                     let table = self.eventfds.clone();
                     match table.as_ref().and_then(|t| t.get(id.index())) {
                         Some(fd) => match self.batch() {
-                            Some(b) => queued |= b.eventfd_write(fd.as_raw_fd()).is_ok(),
+                            Some(b) => {
+                                let ok = b.eventfd_write(fd.as_raw_fd()).is_ok();
+                                self.stats.ring_wakes += ok as u64;
+                                queued |= ok;
+                            }
                             None => {
                                 self.stats.syscalls += 1;
                                 eventfd::signal(fd).map_err(|errno| WakeError::Io {
@@ -121,6 +127,7 @@ impl Waker {
                         _ => false,
                     };
                     // Cannot reach its ring: its armed FUTEX_WAIT hears a futex wake.
+                    self.stats.ring_wakes += sent as u64;
                     queued |= sent;
                     by_futex |= !sent;
                 }

@@ -1,0 +1,272 @@
+//! One conformance suite, run for every backend the probe reports usable
+//! here; the others print a skip line with the reason (io-uring-test's
+//! `require!` style). Receivers and producers are threads over a heap ring:
+//! the backends only see a futex word, fds and an io_uring, which behave the
+//! same across threads as across processes (the cross-process runs live in
+//! `shm/tests/notify.rs`).
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use shmcast_core::{Config, HeapRing, Mode, Regions, TryRecvError};
+use shmcast_uring_notify::{eventfd, probe, BackendKind, SleepError, Sleeper, Waker};
+
+fn table() -> Arc<[OwnedFd]> {
+    (0..8)
+        .map(|_| eventfd::create().unwrap())
+        .collect::<Vec<_>>()
+        .into()
+}
+
+/// Run `f` for every usable backend; print a skip line for the others.
+fn each_backend(test: &str, f: impl Fn(BackendKind)) {
+    for kind in BackendKind::ALL {
+        match probe().check(kind, true) {
+            Ok(()) => f(kind),
+            Err(why) => eprintln!("{test}: skip {kind}: {why}"),
+        }
+    }
+}
+
+fn ring(mode: Mode) -> HeapRing {
+    HeapRing::new(
+        &Config::new(mode)
+            .capacity(8)
+            .max_message(16)
+            .max_subscribers(8),
+    )
+    .unwrap()
+}
+
+fn asleep(ring: &HeapRing, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ring
+        .regions()
+        .waiter_word(0)
+        .load(Ordering::SeqCst)
+        .count_ones()
+        < n
+    {
+        assert!(
+            Instant::now() < deadline,
+            "receiver never announced its sleep"
+        );
+        thread::yield_now();
+    }
+}
+
+#[test]
+fn wakes_a_sleeping_receiver() {
+    each_backend("wakes_a_sleeping_receiver", |kind| {
+        for mode in [Mode::Unicast, Mode::Broadcast, Mode::Multicast] {
+            let ring = ring(mode);
+            let fds = table();
+            let rx = ring.receiver().unwrap();
+            let r2 = ring.clone();
+            let fds2 = fds.clone();
+            let sleeper = thread::spawn(move || {
+                let mut s = Sleeper::new(kind, Some(fds2)).unwrap();
+                s.publish(&r2, rx.id()).unwrap();
+                let token = rx.prepare_wait().expect("ring is empty");
+                let r = s.sleep(&r2, rx.id(), &token, Some(Duration::from_secs(10)));
+                let woken = token.is_woken();
+                rx.finish_wait();
+                let mut buf = [0u8; 16];
+                (
+                    r,
+                    woken,
+                    rx.try_recv(&mut buf).map(|i| buf[..i.len].to_vec()),
+                )
+            });
+            asleep(&ring, 1);
+            let tx = ring.producer().unwrap();
+            tx.try_send(b"wake").unwrap();
+            let mut waker = Waker::new(Some(fds));
+            waker.wake(&ring, &tx.wake_set(1)).unwrap();
+            let (r, woken, got) = sleeper.join().unwrap();
+            assert_eq!(r, Ok(()), "{kind} {mode}");
+            assert!(woken, "{kind} {mode}: the wake word moved");
+            assert_eq!(got, Ok(b"wake".to_vec()), "{kind} {mode}");
+            assert_eq!(waker.stats().syscalls, 1, "{kind} {mode}: one wake syscall");
+            assert_eq!(waker.stats().woken, 1);
+            let via_ring = matches!(kind, BackendKind::MsgRing | BackendKind::Eventfd);
+            assert_eq!(
+                waker.stats().ring_wakes,
+                via_ring as u64,
+                "{kind}: woken through its own path"
+            );
+            assert_eq!(waker.stats().failures, 0, "{kind}");
+        }
+    });
+}
+
+#[test]
+fn sleep_times_out() {
+    each_backend("sleep_times_out", |kind| {
+        let ring = ring(Mode::Unicast);
+        let rx = ring.receiver().unwrap();
+        let mut s = Sleeper::new(kind, Some(table())).unwrap();
+        s.publish(&ring, rx.id()).unwrap();
+        let token = rx.prepare_wait().unwrap();
+        let t0 = Instant::now();
+        assert_eq!(
+            s.sleep(&ring, rx.id(), &token, Some(Duration::from_millis(30))),
+            Err(SleepError::Timeout),
+            "{kind}"
+        );
+        assert!(
+            t0.elapsed() >= Duration::from_millis(25),
+            "{kind}: slept the timeout"
+        );
+        rx.finish_wait();
+    });
+}
+
+#[test]
+fn wake_before_sleep_is_not_lost() {
+    each_backend("wake_before_sleep_is_not_lost", |kind| {
+        let ring = ring(Mode::Broadcast);
+        let fds = table();
+        let rx = ring.receiver().unwrap();
+        let mut s = Sleeper::new(kind, Some(fds.clone())).unwrap();
+        s.publish(&ring, rx.id()).unwrap();
+        let token = rx.prepare_wait().unwrap();
+        // The producer publishes and wakes between the re-check and the sleep.
+        let tx = ring.producer().unwrap();
+        tx.try_send(b"early").unwrap();
+        let mut waker = Waker::new(Some(fds));
+        waker.wake(&ring, &tx.wake_set(1)).unwrap();
+        assert_eq!(
+            s.sleep(&ring, rx.id(), &token, Some(Duration::from_secs(10))),
+            Ok(()),
+            "{kind}"
+        );
+        rx.finish_wait();
+    });
+}
+
+#[test]
+fn no_wake_when_nobody_sleeps() {
+    each_backend("no_wake_when_nobody_sleeps", |kind| {
+        let ring = ring(Mode::Broadcast);
+        let _rx = ring.receiver().unwrap();
+        let tx = ring.producer().unwrap();
+        let mut waker = Waker::new(Some(table()));
+        for _ in 0..5 {
+            tx.try_send(b"x").unwrap();
+            waker.wake(&ring, &tx.wake_set(1)).unwrap();
+        }
+        let st = waker.stats();
+        assert_eq!((st.checks, st.skipped, st.syscalls), (5, 5, 0), "{kind}");
+    });
+}
+
+/// Producer and receivers race with random pauses; every sleep has a 5 s
+/// timeout that can only expire if a wake-up was lost (the producer never
+/// pauses that long), so a lost wake-up fails the test instead of hanging it.
+fn stress(kind: BackendKind, mode: Mode, receivers: usize, count: u64) {
+    let ring = ring(mode);
+    let fds = table();
+    let rxs: Vec<_> = (0..receivers).map(|_| ring.receiver().unwrap()).collect();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handles: Vec<_> = rxs
+        .into_iter()
+        .enumerate()
+        .map(|(i, rx)| {
+            let r = ring.clone();
+            let fds = fds.clone();
+            let done = done.clone();
+            thread::spawn(move || {
+                let mut s = Sleeper::new(kind, Some(fds)).unwrap();
+                s.publish(&r, rx.id()).unwrap();
+                let mut buf = [0u8; 16];
+                let mut got = 0u64;
+                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ i as u64;
+                loop {
+                    match rx.try_recv(&mut buf) {
+                        Ok(_) => {
+                            got += 1;
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            if x % 500 == 0 {
+                                thread::sleep(Duration::from_micros(x % 200));
+                            }
+                            if mode != Mode::Multicast && got == count {
+                                return got;
+                            }
+                        }
+                        Err(TryRecvError::Empty) => {
+                            if mode == Mode::Multicast && done.load(Ordering::Acquire) {
+                                if rx.try_recv(&mut buf).is_ok() {
+                                    got += 1;
+                                    continue;
+                                }
+                                return got;
+                            }
+                            if let Some(token) = rx.prepare_wait() {
+                                let t = if mode == Mode::Multicast {
+                                    Duration::from_millis(20)
+                                } else {
+                                    Duration::from_secs(5)
+                                };
+                                match s.sleep(&r, rx.id(), &token, Some(t)) {
+                                    Ok(()) => {}
+                                    Err(SleepError::Timeout) if mode == Mode::Multicast => {}
+                                    Err(e) => panic!(
+                                        "{kind} {mode}: lost wake-up or failure after {got}: {e}"
+                                    ),
+                                }
+                                rx.finish_wait();
+                            }
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let tx = ring.producer().unwrap();
+    let mut waker = Waker::new(Some(fds));
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..count {
+        while tx.try_send(&i.to_le_bytes()).is_err() {
+            thread::yield_now();
+        }
+        waker.wake(&ring, &tx.wake_set(1)).unwrap();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if x % 300 == 0 {
+            thread::sleep(Duration::from_micros(x % 300));
+        }
+    }
+    done.store(true, Ordering::Release);
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    let want = if mode == Mode::Broadcast {
+        count * receivers as u64
+    } else {
+        count
+    };
+    assert_eq!(total, want, "{kind} {mode}");
+    assert!(
+        waker.stats().syscalls > 0,
+        "{kind} {mode}: receivers did sleep"
+    );
+    assert!(
+        waker.stats().syscalls <= count,
+        "{kind} {mode}: at most one wake syscall per publish"
+    );
+}
+
+#[test]
+fn no_lost_wakeups() {
+    each_backend("no_lost_wakeups", |kind| {
+        stress(kind, Mode::Unicast, 1, 50_000);
+        stress(kind, Mode::Broadcast, 3, 20_000);
+        stress(kind, Mode::Multicast, 2, 20_000);
+    });
+}
