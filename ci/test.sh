@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 bash ci/lint.sh
 cargo test --workspace
 cargo test --release -p shmcast-core --test stress
+# The runnable examples of sleeping receivers (they exit on their own).
+cargo run -q -p shmcast --example epoll_receiver
+cargo run -q -p shmcast --example uring_receiver
 if [ -x ci/loom.sh ] || [ -f ci/loom.sh ]; then
     bash ci/loom.sh
 fi

@@ -1,0 +1,79 @@
+//! A receiver inside its own io_uring event loop: when the channel is
+//! empty it arms an `IORING_OP_FUTEX_WAIT` SQE on its wake word (no fd
+//! leaves the process) next to whatever else the loop waits for, and the
+//! sender's ordinary `FUTEX_WAKE` completes it. A child process sends 10
+//! messages, one every 20 ms.
+//!
+//! `cargo run -p shmcast --example uring_receiver` (Linux 6.7+)
+
+use std::time::Duration;
+
+use io_uring::IoUring;
+use shmcast::{attach, ChannelBuilder, Role, TryRecvError};
+use shmcast_uring_notify::{futex, probe, uring::RingWaiter};
+
+const MESSAGES: u32 = 10;
+const WAKE: u64 = 0x57414b45; // user_data of our futex-wait SQE
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(name) = args.get(2).filter(|_| args[1] == "sender") {
+        let tx = attach(name, Role::Send)?.sender()?;
+        for i in 0..MESSAGES {
+            std::thread::sleep(Duration::from_millis(20));
+            tx.send(&i.to_le_bytes())?;
+        }
+        return Ok(());
+    }
+    if let Err(why) = probe().check(shmcast::BackendKind::UringFutex, false) {
+        println!("skipped: {why}");
+        return Ok(());
+    }
+
+    let name = format!("uring-demo-{}", std::process::id());
+    let channel = ChannelBuilder::new(&name)
+        .capacity(16)
+        .max_message(64)
+        .create()?;
+    // Producers wake this receiver through its futex word (the default).
+    let rx = channel.receiver()?;
+    let mut ring = IoUring::new(8)?;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["sender", &name])
+        .spawn()?;
+    let mut buf = [0u8; 64];
+    let (mut got, mut completions) = (0, 0);
+    while got < MESSAGES {
+        match rx.try_recv(&mut buf) {
+            Ok(_) => {
+                println!("message {}", u32::from_le_bytes(buf[..4].try_into()?));
+                got += 1;
+                continue;
+            }
+            Err(TryRecvError::Empty) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(token) = rx.prepare_wait() {
+            let bitset = if token.is_shared() {
+                1 << (rx.id().0 % 32)
+            } else {
+                futex::MATCH_ANY
+            };
+            let sqe = RingWaiter::futex_wait_sqe(token.word(), token.expected(), bitset, WAKE);
+            // SAFETY: the SQE points at the wake word in the channel's shared
+            // mapping, which `rx` keeps mapped until after we reap the
+            // completion below (we wait for it before touching `rx` again).
+            unsafe { ring.submission().push(&sqe)? };
+            ring.submit_and_wait(1)?;
+            for cqe in ring.completion() {
+                if cqe.user_data() == WAKE {
+                    completions += 1;
+                }
+            }
+        }
+        rx.finish_wait();
+    }
+    child.wait()?;
+    println!("received {got} messages, {completions} FUTEX_WAIT completions");
+    Ok(())
+}
