@@ -126,11 +126,27 @@ impl Pauser {
     }
 }
 
+const USAGE: &str = "usage:
+  shmcast-peer serve NAME [--mode unicast|broadcast|multicast] [--capacity N] [--max-message B]
+                          [--perm 0600] [--for SECS] [--eventfds] [--until-closed]
+  shmcast-peer send  NAME --count N [--size B] [--tag T] [--target ID] [--batch K] [--timeout SECS]
+                          [--blocking] [--pause-every N --pause-us U] [--seed S] [--sync-every N --receivers R]
+  shmcast-peer recv  NAME --count N [--buf B] [--timeout SECS] [--out FILE] [--until-closed]
+                          [--blocking] [--backend futex|uring-futex|msg-ring|eventfd] [--pause-every N --pause-us U]
+  shmcast-peer info  NAME";
+
 fn main() -> ExitCode {
+    if matches!(
+        std::env::args().nth(1).as_deref(),
+        None | Some("help" | "--help" | "-h")
+    ) {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let args = match parse() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("shmcast-peer: {e}");
+            eprintln!("shmcast-peer: {e}\n{USAGE}");
             return ExitCode::from(64);
         }
     };
