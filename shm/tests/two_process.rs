@@ -523,3 +523,84 @@ fn creator_exit_leaves_peers_working() {
         Err(AttachError::NotFound { .. })
     ));
 }
+
+#[test]
+fn bring_your_own_transport_export_import() {
+    // The fds travel over a socket of the user's own (here a socketpair);
+    // the importer validates them exactly as an attach would.
+    use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+    use std::os::fd::AsFd;
+    let name = unique("byo");
+    let ch = ChannelBuilder::new(&name)
+        .mode(Mode::Broadcast)
+        .capacity(8)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let (a, b) = socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    for role in [Role::Send, Role::Recv] {
+        let e = ch.export(role).unwrap();
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+        let mut ctl = rustix::net::SendAncillaryBuffer::new(&mut space);
+        let fds = [e.control.as_fd(), e.data.as_fd()];
+        assert!(ctl.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)));
+        rustix::net::sendmsg(
+            &a,
+            &[std::io::IoSlice::new(&e.descriptor)],
+            &mut ctl,
+            rustix::net::SendFlags::empty(),
+        )
+        .unwrap();
+    }
+    let recv_one = || {
+        let mut buf = [0u8; 64];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+        let mut ctl = rustix::net::RecvAncillaryBuffer::new(&mut space);
+        let msg = rustix::net::recvmsg(
+            &b,
+            &mut [std::io::IoSliceMut::new(&mut buf)],
+            &mut ctl,
+            rustix::net::RecvFlags::CMSG_CLOEXEC,
+        )
+        .unwrap();
+        let mut fds: Vec<std::os::fd::OwnedFd> = Vec::new();
+        for m in ctl.drain() {
+            if let rustix::net::RecvAncillaryMessage::ScmRights(it) = m {
+                fds.extend(it);
+            }
+        }
+        let data = fds.pop().unwrap();
+        let control = fds.pop().unwrap();
+        shmcast::import(&buf[..msg.bytes], control, data).unwrap()
+    };
+    let sender_side = recv_one();
+    let receiver_side = recv_one();
+    assert_eq!(sender_side.role(), Role::Send);
+    assert_eq!(receiver_side.role(), Role::Recv);
+    let rx = receiver_side.receiver().unwrap();
+    let tx = sender_side.sender().unwrap();
+    tx.send(b"by hand").unwrap();
+    let mut buf = [0u8; 64];
+    let n = rx
+        .recv_timeout(&mut buf, Duration::from_secs(5))
+        .unwrap()
+        .len;
+    assert_eq!(&buf[..n], b"by hand");
+    // The receive-only import got a read-only data region.
+    assert_eq!(
+        receiver_side.sender().unwrap_err(),
+        OpenError::RoleNotGranted {
+            granted: Role::Recv
+        }
+    );
+    assert_eq!(
+        receiver_side.ring().producer().unwrap_err(),
+        shmcast::JoinError::ReadOnly
+    );
+}
