@@ -70,7 +70,12 @@ impl Sleeper {
         entry.notify_info.store(info, Release);
         // ORDERING: Release; producers read it (Relaxed) only after the
         // eventcount handshake, which orders it anyway.
-        entry.backend.store(self.kind.code(), Release);
+        // The backend code in the low byte, a serial above it: a ring
+        // re-created at the same fd number (the receiver moved threads)
+        // publishes a new word, so producers drop their dup of the old ring.
+        static SERIAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0x00ff_ffff;
+        entry.backend.store(self.kind.code() | serial << 8, Release);
         Ok(())
     }
 

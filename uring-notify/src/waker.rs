@@ -35,7 +35,8 @@ pub struct WakeStats {
 pub struct Waker {
     batch: Option<Batch>,
     eventfds: Option<Arc<[OwnedFd]>>,
-    /// MSG_RING targets: receiver index -> (published info, our dup of its ring fd).
+    /// MSG_RING targets: receiver index -> (published backend word and
+    /// info, our dup of its ring fd).
     rings: HashMap<usize, (u64, OwnedFd)>,
     stats: WakeStats,
 }
@@ -61,14 +62,14 @@ impl Waker {
         self.batch.as_mut()
     }
 
-    fn ring_fd(&mut self, index: usize, info: u64) -> Option<RawFd> {
-        if self.rings.get(&index).is_none_or(|(i, _)| *i != info) {
+    fn ring_fd(&mut self, index: usize, info: u64, key: u64) -> Option<RawFd> {
+        if self.rings.get(&index).is_none_or(|(k, _)| *k != key) {
             self.rings.remove(&index);
             let pid = Pid::from_raw((info >> 32) as i32)?;
             self.stats.setup_syscalls += 2;
             let pidfd = pidfd_open(pid, PidfdFlags::empty()).ok()?;
             let fd = pidfd_getfd(&pidfd, info as u32 as i32, PidfdGetfdFlags::empty()).ok()?;
-            self.rings.insert(index, (info, fd));
+            self.rings.insert(index, (key, fd));
         }
         self.rings.get(&index).map(|(_, fd)| fd.as_raw_fd())
     }
@@ -91,8 +92,8 @@ impl Waker {
             self.stats.woken += 1;
             let entry = ring.regions().entry(id.index());
             // Untrusted: an unknown code is treated as a futex sleeper.
-            let kind =
-                BackendKind::from_code(entry.backend.load(Relaxed)).unwrap_or(BackendKind::Futex);
+            let backend_word = entry.backend.load(Relaxed);
+            let kind = BackendKind::from_code(backend_word & 0xff).unwrap_or(BackendKind::Futex);
             let mut by_futex = kind.woken_by_futex();
             match kind {
                 BackendKind::Eventfd => {
@@ -119,9 +120,11 @@ impl Waker {
                 }
                 BackendKind::MsgRing => {
                     let info = entry.notify_info.load(Relaxed);
+                    // Cache key: the info and the backend word's serial.
+                    let key = info ^ (u64::from(backend_word) << 40);
                     // The cache keeps the fd open until the next wake of this
                     // receiver, i.e. past the submit below.
-                    let target = self.ring_fd(id.index(), info);
+                    let target = self.ring_fd(id.index(), info, key);
                     let sent = match (target, self.batch()) {
                         (Some(fd), Some(b)) => b.msg_ring(fd, id.0 as u64).is_ok(),
                         _ => false,

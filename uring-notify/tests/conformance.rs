@@ -270,3 +270,40 @@ fn no_lost_wakeups() {
         stress(kind, Mode::Multicast, 2, 20_000);
     });
 }
+
+#[test]
+fn receiver_moving_threads_is_still_woken() {
+    // Ring backends re-create their DEFER_TASKRUN ring on the new thread
+    // (often at the same fd number) and republish; producers must follow.
+    each_backend("receiver_moving_threads_is_still_woken", |kind| {
+        let ring = ring(Mode::Unicast);
+        let fds = table();
+        let rx = ring.receiver().unwrap();
+        let id = rx.id();
+        let mut s = Sleeper::new(kind, Some(fds.clone())).unwrap();
+        s.publish(&ring, id).unwrap();
+        let tx = ring.producer().unwrap();
+        let mut waker = Waker::new(Some(fds));
+        let mut state = (rx, s);
+        for round in 0..3u8 {
+            let r2 = ring.clone();
+            let handle = thread::spawn(move || {
+                let (rx, mut s) = state;
+                let token = rx.prepare_wait().expect("empty");
+                let r = s.sleep(&r2, id, &token, Some(Duration::from_secs(10)));
+                rx.finish_wait();
+                let mut buf = [0u8; 16];
+                let got = rx.try_recv(&mut buf).map(|i| buf[..i.len].to_vec());
+                (r, got, (rx, s))
+            });
+            asleep(&ring, 1);
+            tx.try_send(&[round]).unwrap();
+            waker.wake(&ring, &tx.wake_set(1)).unwrap();
+            let (r, got, back) = handle.join().unwrap();
+            assert_eq!(r, Ok(()), "{kind} round {round}");
+            assert_eq!(got, Ok(vec![round]), "{kind} round {round}");
+            state = back;
+        }
+        assert_eq!(waker.stats().failures, 0, "{kind}");
+    });
+}
