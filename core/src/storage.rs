@@ -324,6 +324,14 @@ mod heap {
         access: Vec<UnsafeCell<()>>,
     }
 
+    // SAFETY: everything but `access` is loom atomics. The cells of `access`
+    // hold `()`, no data; they exist to be touched from several threads (that
+    // is what they detect), and loom checks every such touch. Without these
+    // impls the loom build's handles would not be `Send`, unlike the real ones.
+    unsafe impl Send for Storage {}
+    // SAFETY: as above.
+    unsafe impl Sync for Storage {}
+
     /// Loom build: the ring's memory as heap vectors of loom atomics.
     #[derive(Clone)]
     pub struct HeapRegions(Arc<Storage>);

@@ -1,0 +1,16 @@
+//! Join and leave racing a producer (broadcast).
+//!
+//! These models are cheap, so they run with one preemption more than the
+//! suite's bound (`model_deep`).
+
+use shmcast_loom_tests::{model_deep, scenarios};
+
+#[test]
+fn join_racing_the_reuse_of_its_start_slot() {
+    model_deep(scenarios::broadcast_join_races_reuse);
+}
+
+#[test]
+fn leave_unblocks_a_producer_waiting_on_a_full_ring() {
+    model_deep(scenarios::broadcast_leave_unblocks_producer);
+}
