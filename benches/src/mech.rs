@@ -6,7 +6,7 @@
 //! | pipe, unix stream socket | `write(2)` of the message | `read(2)` until the message is complete (blocks) |
 //! | raw spin ([`SpscTx`]/[`SpscRx`]) | copy into the slot, store `seq = pos + 1` | spin on `seq`, copy out, store `head` |
 //! | shm+eventfd ([`EfdTx`]/[`EfdRx`]) | the raw ring, then `write(eventfd, 1)` | `read(eventfd)` (blocks) when no message is known to be there, then the raw ring |
-//! | shmcast ([`ShmcastTx`]/[`ShmcastRx`]) | `try_send`, waiting on `Full` | `try_recv`, waiting on `Empty` (spin or yield) |
+//! | shmcast ([`ShmcastTx`]/[`ShmcastRx`]) | `try_send` (which wakes sleepers), waiting on `Full` | `try_recv`, waiting on `Empty` (spin or yield), or the blocking `recv` (spin per the receiver's `Spin`, then sleep in its notify backend) |
 //!
 //! The raw ring is the floor: a single-producer single-consumer ring in a
 //! shared mapping with the sequence word and the payload in the same cache
@@ -410,14 +410,23 @@ pub struct ShmcastTx {
     pub full: Wait,
 }
 
-/// A shmcast receiver as an [`Rx`]; waits with `empty` while there is
-/// nothing to receive.
+/// How a [`ShmcastRx`] waits for a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxMode {
+    /// `try_recv`, waiting with this policy while empty.
+    Poll(Wait),
+    /// The blocking `recv`: spins as the receiver's `Spin` says, then sleeps
+    /// in its notify backend until a sender wakes it.
+    Recv,
+}
+
+/// A shmcast receiver as an [`Rx`].
 #[derive(Debug)]
 pub struct ShmcastRx {
     /// The receiver.
     pub rx: shmcast::Receiver,
-    /// Policy while the ring is empty.
-    pub empty: Wait,
+    /// How it waits.
+    pub mode: RxMode,
 }
 
 impl Tx for ShmcastTx {
@@ -435,18 +444,36 @@ impl Tx for ShmcastTx {
     }
 }
 
-impl Rx for ShmcastRx {
-    fn recv(&mut self, buf: &mut [u8]) -> usize {
+impl ShmcastRx {
+    /// Receive one message; returns its info.
+    pub fn recv_info(&mut self, buf: &mut [u8]) -> shmcast::MessageInfo {
+        let empty = match self.mode {
+            // No timeout (it would cost a clock read per call): a stalled
+            // run is ended by the bench's watchdog.
+            RxMode::Recv => {
+                return self
+                    .rx
+                    .recv(buf)
+                    .unwrap_or_else(|e| panic!("shmcast recv: {e}"))
+            }
+            RxMode::Poll(w) => w,
+        };
         let mut w: Option<Waiter> = None;
         loop {
             match self.rx.try_recv(buf) {
-                Ok(info) => return info.len,
+                Ok(info) => return info,
                 Err(TryRecvError::Empty) => w
-                    .get_or_insert_with(|| Waiter::new(self.empty))
+                    .get_or_insert_with(|| Waiter::new(empty))
                     .wait("shmcast ring empty"),
                 Err(e) => panic!("shmcast receive: {e}"),
             }
         }
+    }
+}
+
+impl Rx for ShmcastRx {
+    fn recv(&mut self, buf: &mut [u8]) -> usize {
+        self.recv_info(buf).len
     }
 }
 

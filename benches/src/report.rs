@@ -14,6 +14,9 @@ pub enum XAxis {
     Bytes,
     /// Counts such as receivers (log scale, plain numbers).
     Count,
+    /// Named rows: row `i` sits at x = 2^i (evenly spaced on the log
+    /// axis) and is labelled with its row label.
+    Categories,
 }
 
 /// One row: a label, its x value for plots, and a value per column
@@ -163,9 +166,18 @@ impl Table {
             .x_label_area_size(45)
             .y_label_area_size(80);
         let x_axis = self.x_axis;
+        let labels: Vec<String> = self.rows.iter().map(|r| r.label.clone()).collect();
         let x_fmt = move |x: &f64| match x_axis {
             XAxis::Bytes => fmt_bytes(*x),
             XAxis::Count => format!("{x:.0}"),
+            XAxis::Categories => {
+                let i = x.log2().round();
+                if (x - i.exp2()).abs() < 1e-6 {
+                    labels.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            }
         };
         let y_fmt = |y: &f64| fmt_value(*y);
         let x_desc = self.row_header.clone();

@@ -21,7 +21,7 @@
 //!
 //! Sections (see each module): a. latency and b. streaming ([`p2p`]),
 //! c. broadcast and d. multicast fan-out ([`fanout`]), e. throughput
-//! ([`throughput`]), f. notify backends ([`notify`], pending).
+//! ([`throughput`]), f. notify backends ([`notify`], measured by [`p2p`]).
 //!
 //! Output: markdown tables shaped like the RFC's (a column per mechanism),
 //! CSV and an SVG plot per table, and `report.md`, in
@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use shmcast::BackendKind;
 use shmcast_benches::report::{fmt_bytes, fmt_value, Table};
 use shmcast_benches::sys;
 use shmcast_benches::worker::{Args, WORKER_ARG};
@@ -57,7 +58,7 @@ pub(crate) mod op {
     pub(crate) const STREAM: u64 = 4;
     /// Broadcast receiver: `[BCAST, mech, messages]`.
     pub(crate) const BCAST: u64 = 5;
-    /// Competing (multicast) receiver: `[MCAST]`, until an end marker.
+    /// Competing (multicast) receiver: `[MCAST, mech]`, until an end marker.
     pub(crate) const MCAST: u64 = 6;
     /// Producer: `[PRODUCE, channel, messages, size, batch, producer, yield]`.
     pub(crate) const PRODUCE: u64 = 7;
@@ -72,8 +73,15 @@ pub(crate) enum Mech {
     Unix,
     ShmEventfd,
     RawSpin,
+    /// shmcast, `try_recv` busy-poll.
     ShmcastBusy,
+    /// shmcast, `try_recv` + `sched_yield` while empty.
     ShmcastPolling,
+    /// shmcast, blocking `recv` with the receiver's defaults (`Spin::Auto`,
+    /// default backend).
+    ShmcastRecv,
+    /// shmcast, blocking `recv` without spinning, sleeping in this backend.
+    ShmcastSleep(BackendKind),
 }
 
 impl Mech {
@@ -85,24 +93,40 @@ impl Mech {
             Mech::RawSpin => "raw spin (floor)",
             Mech::ShmcastBusy => "shmcast (busy-poll)",
             Mech::ShmcastPolling => "shmcast (polling)",
+            Mech::ShmcastRecv => "shmcast recv (default)",
+            Mech::ShmcastSleep(BackendKind::Futex) => "shmcast sleep (futex)",
+            Mech::ShmcastSleep(BackendKind::UringFutex) => "shmcast sleep (uring-futex)",
+            Mech::ShmcastSleep(BackendKind::MsgRing) => "shmcast sleep (msg-ring)",
+            Mech::ShmcastSleep(BackendKind::Eventfd) => "shmcast sleep (eventfd)",
         }
     }
 
     pub(crate) fn code(self) -> u64 {
-        self as u64
+        match self {
+            Mech::Pipe => 0,
+            Mech::Unix => 1,
+            Mech::ShmEventfd => 2,
+            Mech::RawSpin => 3,
+            Mech::ShmcastBusy => 4,
+            Mech::ShmcastPolling => 5,
+            Mech::ShmcastRecv => 6,
+            Mech::ShmcastSleep(k) => 16 + u64::from(k.code()),
+        }
     }
 
     pub(crate) fn from_code(c: u64) -> Option<Mech> {
-        [
-            Mech::Pipe,
-            Mech::Unix,
-            Mech::ShmEventfd,
-            Mech::RawSpin,
-            Mech::ShmcastBusy,
-            Mech::ShmcastPolling,
-        ]
-        .into_iter()
-        .find(|m| m.code() == c)
+        Some(match c {
+            0 => Mech::Pipe,
+            1 => Mech::Unix,
+            2 => Mech::ShmEventfd,
+            3 => Mech::RawSpin,
+            4 => Mech::ShmcastBusy,
+            5 => Mech::ShmcastPolling,
+            6 => Mech::ShmcastRecv,
+            c => Mech::ShmcastSleep(BackendKind::from_code(
+                u32::try_from(c.checked_sub(16)?).ok()?,
+            )?),
+        })
     }
 }
 
@@ -181,7 +205,7 @@ impl Plan {
                 tp_sizes,
                 tp_producers: vec![1, 2, 4],
                 tp_blocks: 1,
-                tp_msgs: (64 * MIB, 100_000, 2_000_000),
+                tp_msgs: (16 * MIB, 50_000, 500_000),
             },
             Level::Full => Plan {
                 cpu_send,
@@ -367,7 +391,7 @@ fn run(args: &[String]) -> Res<()> {
     let limit = match level {
         Level::Smoke => Duration::from_secs(120),
         Level::Quick => Duration::from_secs(300),
-        Level::Full => Duration::from_secs(1800),
+        Level::Full => Duration::from_secs(900),
     };
     std::thread::spawn(move || {
         std::thread::sleep(limit);
@@ -383,8 +407,11 @@ fn run(args: &[String]) -> Res<()> {
     let started = Instant::now();
 
     let mut sections = Vec::new();
-    if want("latency") || want("streaming") {
-        sections.extend(p2p::run(&plan, want("latency"), want("streaming"))?);
+    let mut notify_data = None;
+    if want("latency") || want("streaming") || want("notify") {
+        let (secs, data) = p2p::run(&plan, want("latency"), want("streaming"), want("notify"))?;
+        sections.extend(secs);
+        notify_data = data;
     }
     if want("broadcast") || want("multicast") {
         sections.extend(fanout::run(&plan, want("broadcast"), want("multicast"))?);
@@ -392,8 +419,8 @@ fn run(args: &[String]) -> Res<()> {
     if want("throughput") {
         sections.push(throughput::run(&plan)?);
     }
-    if want("notify") {
-        sections.push(notify::run(&plan));
+    if let Some(data) = &notify_data {
+        sections.push(notify::section(&plan, data));
     }
     let elapsed = started.elapsed();
     let load_after = sys::loadavg();

@@ -1,4 +1,5 @@
-//! a. Point-to-point latency and b. streaming, 1 sender → 1 receiver.
+//! a. Point-to-point latency, b. streaming, and the measurements of f.
+//! (notify backends), 1 sender → 1 receiver.
 //!
 //! One worker process per message size, pinned to the receiving CPU, holds
 //! the far end of every mechanism: two pipes, a unix stream socket pair, two
@@ -14,8 +15,21 @@
 //!   receives them (checking their order); ns/message = (worker's last
 //!   receive − parent's first send) / N, the RFC's "latency" column.
 //!
-//! shmcast here is the busy-polling receiver (`try_recv` spin). Rings hold
-//! [`capacity`] slots for every ring-based mechanism alike.
+//! shmcast runs in several receive modes: a busy-polling receiver
+//! (`try_recv` spin) and the blocking `recv` with the receiver's defaults
+//! (`Spin::Auto`, default backend) share one pair of channels; `recv`
+//! without spin, sleeping in each notify backend, gets a pair of channels
+//! per backend whose receivers are created with that backend (rather than
+//! switched with `set_backend`: see [`pair_of`]). A backend that cannot work
+//! here is reported, not measured. Senders always use `try_send`, which runs
+//! the eventcount check and wakes sleepers.
+//!
+//! At the first size, each block also measures the **send cost** for
+//! section f: the parent times each `try_send` call while the worker's
+//! receiver busy-polls (nobody asleep) and while it sleeps in each backend,
+//! and reads the sender's wake-syscall counter.
+//!
+//! Rings hold [`capacity`] slots for every ring-based mechanism alike.
 
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
@@ -24,10 +38,10 @@ use std::time::Duration;
 use rustix::event::{eventfd, EventfdFlags};
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 use rustix::pipe::{pipe_with, PipeFlags};
-use shmcast::{attach, ChannelBuilder, Role};
+use shmcast::{attach, BackendKind, ChannelBuilder, Role, Spin};
 use shmcast_benches::mech::{
-    seq_of, stamp, EfdRx, EfdTx, FdRx, FdTx, RingLayout, Rx, ShmcastRx, ShmcastTx, SpscRx, SpscTx,
-    Tx, Wait,
+    seq_of, stamp, EfdRx, EfdTx, FdRx, FdTx, RingLayout, Rx, RxMode, ShmcastRx, ShmcastTx, SpscRx,
+    SpscTx, Tx, Wait,
 };
 use shmcast_benches::report::{Table, XAxis};
 use shmcast_benches::sys::{self, now_ns, Arena, Ticks};
@@ -39,12 +53,17 @@ use crate::{
 };
 
 /// The mechanisms of this section, in table order.
-const MECHS: [Mech; 5] = [
+pub(crate) const MECHS: [Mech; 10] = [
     Mech::Pipe,
     Mech::Unix,
     Mech::ShmEventfd,
     Mech::RawSpin,
     Mech::ShmcastBusy,
+    Mech::ShmcastRecv,
+    Mech::ShmcastSleep(BackendKind::Futex),
+    Mech::ShmcastSleep(BackendKind::UringFutex),
+    Mech::ShmcastSleep(BackendKind::MsgRing),
+    Mech::ShmcastSleep(BackendKind::Eventfd),
 ];
 
 /// Slots per ring for messages of `size` bytes: about 512 KiB of slots,
@@ -65,12 +84,42 @@ struct Ends {
     efd_rx: EfdRx,
     raw_tx: SpscTx,
     raw_rx: SpscRx,
-    shmcast_tx: ShmcastTx,
-    shmcast_rx: ShmcastRx,
+    /// shmcast channel pairs ([`pair_of`]): our sender and our receiver.
+    shmcast: Vec<(ShmcastTx, ShmcastRx)>,
+}
+
+/// Number of shmcast channel pairs: the default one, then one per backend.
+const PAIRS: usize = 1 + BackendKind::ALL.len();
+
+/// The shmcast channel pair of a mechanism: 0 for the busy-poll and default
+/// `recv` modes, `1 + i` for sleeping in `BackendKind::ALL[i]`. Receivers
+/// keep the backend they were created with: switching a receiver away from
+/// msg-ring with `set_backend` while a peer process holds its ring (taken
+/// with `pidfd_getfd` to post `MSG_RING`) leaves that ring's armed
+/// `FUTEX_WAIT` on the wake word, which then swallows the one-waiter
+/// `FUTEX_WAKE` meant for the receiver (both processes hang; found by this
+/// bench).
+fn pair_of(m: Mech) -> usize {
+    match m {
+        Mech::ShmcastSleep(k) => {
+            1 + BackendKind::ALL
+                .iter()
+                .position(|b| *b == k)
+                .expect("every backend is in ALL")
+        }
+        _ => 0,
+    }
+}
+
+/// The backend the receivers of pair `p` are created with (`None`: the
+/// default, futex unless `SHMCAST_NOTIFY` says otherwise).
+fn pair_backend(p: usize) -> Option<BackendKind> {
+    p.checked_sub(1).map(|i| BackendKind::ALL[i])
 }
 
 /// Run `$body` with `$tx`/`$rx` bound to the ends of `$mech`, monomorphised
-/// per mechanism (no dynamic dispatch inside timed loops).
+/// per mechanism (no dynamic dispatch inside timed loops). Every shmcast
+/// mode uses the same channels (configured by [`configure`] first).
 macro_rules! with_ends {
     ($ends:expr, $mech:expr, |$tx:ident, $rx:ident| $body:expr) => {{
         let e = &mut $ends;
@@ -91,12 +140,45 @@ macro_rules! with_ends {
                 let ($tx, $rx) = (&mut e.raw_tx, &mut e.raw_rx);
                 $body
             }
-            Mech::ShmcastBusy | Mech::ShmcastPolling => {
-                let ($tx, $rx) = (&mut e.shmcast_tx, &mut e.shmcast_rx);
+            m @ (Mech::ShmcastBusy
+            | Mech::ShmcastPolling
+            | Mech::ShmcastRecv
+            | Mech::ShmcastSleep(_)) => {
+                let pair = &mut e.shmcast[pair_of(m)];
+                let ($tx, $rx) = (&mut pair.0, &mut pair.1);
                 $body
             }
         }
     }};
+}
+
+/// Put our receiver of `m`'s shmcast pair in the receive mode of `m`, or
+/// busy-polling if `busy` (other mechanisms: nothing to do).
+fn configure(ends: &mut Ends, m: Mech, busy: bool) {
+    let (spin, mode) = match m {
+        _ if busy => (Spin::Auto, RxMode::Poll(Wait::Spin)),
+        Mech::ShmcastBusy => (Spin::Auto, RxMode::Poll(Wait::Spin)),
+        Mech::ShmcastPolling => (Spin::Auto, RxMode::Poll(Wait::Yield)),
+        Mech::ShmcastRecv => (Spin::Auto, RxMode::Recv),
+        Mech::ShmcastSleep(_) => (Spin::Off, RxMode::Recv),
+        _ => return,
+    };
+    let rx = &mut ends.shmcast[pair_of(m)].1;
+    rx.rx.set_spin(spin);
+    rx.mode = mode;
+}
+
+/// A receiver sleeping in `backend` (`None`: the default); `Err` with the
+/// reason if that backend cannot work here.
+fn receiver_with(
+    make: impl FnOnce(Option<BackendKind>) -> Result<shmcast::Receiver, shmcast::OpenError>,
+    backend: Option<BackendKind>,
+) -> Res<Result<shmcast::Receiver, String>> {
+    let rx = make(backend)?;
+    Ok(match rx.backend_fallback() {
+        Some(why) => Err(why.to_string()),
+        None => Ok(rx),
+    })
 }
 
 /// Offsets of the four rings in the arena: raw forward, raw back, eventfd
@@ -120,9 +202,11 @@ fn split(fd: OwnedFd) -> std::io::Result<(FdTx, FdRx)> {
     Ok((FdTx::new(fd), rx))
 }
 
-/// Results of one size.
+/// Results of one mechanism at one size.
 #[derive(Default, Clone)]
 struct PerMech {
+    /// Why it was not measured (a notify backend that cannot work here).
+    unsupported: Option<String>,
     /// Per block: median one-way latency (ns).
     lat_block: Vec<f64>,
     /// All one-way samples (ns).
@@ -131,12 +215,74 @@ struct PerMech {
     stream_block: Vec<f64>,
 }
 
-pub(crate) fn run(plan: &Plan, latency: bool, streaming: bool) -> Res<Vec<Section>> {
+/// Send-cost measurements of one receive mode (section f).
+#[derive(Default, Clone, Debug)]
+pub(crate) struct SendCost {
+    /// Per block: median `try_send` time (ns).
+    pub(crate) block: Vec<f64>,
+    /// All samples (ns).
+    pub(crate) all: Vec<f64>,
+    /// Sends made and wake syscalls / io_uring wakes they caused.
+    pub(crate) sends: u64,
+    pub(crate) syscalls: u64,
+    pub(crate) ring_wakes: u64,
+}
+
+/// What section f needs from this module.
+#[derive(Debug)]
+pub(crate) struct NotifyData {
+    /// The message size it was measured at.
+    pub(crate) size: usize,
+    /// Per backend: why it is unsupported, or its wake-up latency samples
+    /// (block medians, all samples) and its send cost with a sleeper.
+    pub(crate) backends: Vec<BackendData>,
+    /// Send cost with the receiver busy-polling (nobody asleep).
+    pub(crate) awake: SendCost,
+    /// The backend receivers get by default.
+    pub(crate) default_backend: BackendKind,
+}
+
+/// One notify backend's numbers.
+#[derive(Debug)]
+pub(crate) struct BackendData {
+    pub(crate) kind: BackendKind,
+    pub(crate) unsupported: Option<String>,
+    pub(crate) wake_block: Vec<f64>,
+    pub(crate) wake_all: Vec<f64>,
+    pub(crate) asleep: SendCost,
+}
+
+struct SizeRes {
+    size: usize,
+    per: Vec<PerMech>,
+    awake: SendCost,
+    asleep: Vec<SendCost>,
+    default_backend: BackendKind,
+}
+
+/// Sections a and b (as asked), and the data of section f if `notify`.
+pub(crate) fn run(
+    plan: &Plan,
+    latency: bool,
+    streaming: bool,
+    notify: bool,
+) -> Res<(Vec<Section>, Option<NotifyData>)> {
     sys::pin_to_cpu(plan.cpu_send)?;
     let ticks = Ticks::calibrate(Duration::from_millis(50));
-    let mut results: Vec<(usize, Vec<PerMech>)> = Vec::new();
-    for &size in &plan.p2p_sizes {
-        results.push((size, run_size(plan, &ticks, size, latency, streaming)?));
+    // Section f alone needs the ping-pong of the first size only.
+    let sizes = if latency || streaming {
+        plan.p2p_sizes.clone()
+    } else {
+        plan.p2p_sizes.iter().copied().take(1).collect()
+    };
+    let mut results = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        let what = Runs {
+            latency: latency || notify,
+            streaming,
+            send_cost: notify && i == 0,
+        };
+        results.push(run_size(plan, &ticks, size, what)?);
     }
     let mut out = Vec::new();
     if latency {
@@ -145,16 +291,42 @@ pub(crate) fn run(plan: &Plan, latency: bool, streaming: bool) -> Res<Vec<Sectio
     if streaming {
         out.push(streaming_section(plan, &results));
     }
-    Ok(out)
+    let notify_data = (notify && !results.is_empty()).then(|| notify_data(&results[0]));
+    Ok((out, notify_data))
 }
 
-fn run_size(
-    plan: &Plan,
-    ticks: &Ticks,
-    size: usize,
+fn notify_data(r: &SizeRes) -> NotifyData {
+    let backends = MECHS
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| match m {
+            Mech::ShmcastSleep(k) => Some(BackendData {
+                kind: *k,
+                unsupported: r.per[i].unsupported.clone(),
+                wake_block: r.per[i].lat_block.clone(),
+                wake_all: r.per[i].lat_all.clone(),
+                asleep: r.asleep[i].clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    NotifyData {
+        size: r.size,
+        backends,
+        awake: r.awake.clone(),
+        default_backend: r.default_backend,
+    }
+}
+
+/// Which runs a size gets.
+#[derive(Clone, Copy, Debug)]
+struct Runs {
     latency: bool,
     streaming: bool,
-) -> Res<Vec<PerMech>> {
+    send_cost: bool,
+}
+
+fn run_size(plan: &Plan, ticks: &Ticks, size: usize, what: Runs) -> Res<SizeRes> {
     let cap = capacity(size);
     let lay = RingLayout::new(cap, size);
     let offs = ring_offsets(&lay);
@@ -168,14 +340,20 @@ fn run_size(
         channel_name(&format!("ping{size}")),
         channel_name(&format!("pong{size}")),
     );
-    let ping = ChannelBuilder::new(&ping_name)
-        .capacity(cap as u64)
-        .max_message(size as u32)
-        .create()?;
-    let pong = ChannelBuilder::new(&pong_name)
-        .capacity(cap as u64)
-        .max_message(size as u32)
-        .create()?;
+    // eventfds(true): receivers may sleep in the eventfd backend.
+    let make = |name: &str| {
+        ChannelBuilder::new(name)
+            .capacity(cap as u64)
+            .max_message(size as u32)
+            .eventfds(true)
+            .create()
+    };
+    let mut pings = Vec::new();
+    let mut pongs = Vec::new();
+    for p in 0..PAIRS {
+        pings.push(make(&format!("{ping_name}-{p}"))?);
+        pongs.push(make(&format!("{pong_name}-{p}"))?);
+    }
 
     let fds = vec![
         arena.fd().try_clone_to_owned()?,
@@ -198,9 +376,38 @@ fn run_size(
         format!("efd_tx={}", sys::raw(&fds[5])),
         format!("ping={ping_name}"),
         format!("pong={pong_name}"),
+        format!("pairs={PAIRS}"),
     ];
     let mut worker = Worker::spawn(&format!("p2p {size} B"), &args, fds)?;
     let (unix_tx, unix_rx) = split(sock_here)?;
+    // Backends that cannot work here are reported, not measured.
+    let mut per = vec![PerMech::default(); MECHS.len()];
+    let mut shmcast = Vec::new();
+    for p in 0..PAIRS {
+        let rx = match receiver_with(|b| pongs[p].receiver_with(b), pair_backend(p))? {
+            Ok(rx) => rx,
+            Err(why) => {
+                for (i, &m) in MECHS.iter().enumerate() {
+                    if pair_of(m) == p {
+                        progress(&format!("{}: not measured: {why}", m.name()));
+                        per[i].unsupported = Some(why.clone());
+                    }
+                }
+                // Keep a receiver so that the worker's sender has a peer.
+                pongs[p].receiver()?
+            }
+        };
+        let tx = ShmcastTx {
+            tx: pings[p].sender()?,
+            full: Wait::Spin,
+        };
+        let rx = ShmcastRx {
+            rx,
+            mode: RxMode::Poll(Wait::Spin),
+        };
+        shmcast.push((tx, rx));
+    }
+    let default_backend = shmcast[0].1.rx.backend();
     let mut ends = Ends {
         pipe_tx: FdTx::new(fwd_w),
         pipe_rx: FdRx::new(back_r),
@@ -216,16 +423,12 @@ fn run_size(
         ),
         raw_tx: SpscTx::new(arena.clone(), offs[0], lay, Wait::Spin),
         raw_rx: SpscRx::new(arena.clone(), offs[1], lay, Wait::Spin),
-        shmcast_tx: ShmcastTx {
-            tx: ping.sender()?,
-            full: Wait::Spin,
-        },
-        shmcast_rx: ShmcastRx {
-            rx: pong.receiver()?,
-            empty: Wait::Spin,
-        },
+        shmcast,
     };
     expect(&mut worker, op::READY)?;
+    let live: Vec<usize> = (0..MECHS.len())
+        .filter(|&i| per[i].unsupported.is_none())
+        .collect();
 
     let n_stream = count_for(plan.stream, size);
     let mut msg = vec![0x5au8; size];
@@ -237,31 +440,24 @@ fn run_size(
     ));
     // Every slot of every ring is touched (page faults, cache) before timing.
     let warmup = plan.warmup.max(2 * cap);
-    for &m in &MECHS {
-        if latency {
-            let w = &mut worker;
-            pingpong(
-                w,
-                &mut ends,
-                ticks,
-                m,
-                warmup,
-                &mut msg,
-                &mut buf,
-                &mut samples,
-            )?;
+    let mut io = Io {
+        worker: &mut worker,
+        ends: &mut ends,
+        ticks,
+        msg: &mut msg,
+        buf: &mut buf,
+    };
+    for &i in &live {
+        let m = MECHS[i];
+        if what.latency {
+            io.pingpong(m, false, warmup, &mut samples)?;
         }
-        if streaming {
-            stream(
-                &mut worker,
-                &mut ends,
-                m,
-                n_stream.clamp(2 * cap, 2_000),
-                &mut msg,
-            )?;
+        if what.streaming {
+            io.stream(m, n_stream.clamp(2 * cap, 2_000))?;
         }
     }
-    let mut res = vec![PerMech::default(); MECHS.len()];
+    let mut awake = SendCost::default();
+    let mut asleep = vec![SendCost::default(); MECHS.len()];
     for block in 0..plan.p2p_blocks {
         progress(&format!(
             "p2p {}: block {}/{}",
@@ -269,34 +465,56 @@ fn run_size(
             block + 1,
             plan.p2p_blocks
         ));
-        let mut order: Vec<usize> = (0..MECHS.len()).collect();
-        order.rotate_left(block % MECHS.len());
+        let mut order = live.clone();
+        let turn = block % order.len().max(1);
+        order.rotate_left(turn);
         for &i in &order {
-            if latency {
-                pingpong(
-                    &mut worker,
-                    &mut ends,
-                    ticks,
-                    MECHS[i],
-                    plan.round_trips,
-                    &mut msg,
-                    &mut buf,
-                    &mut samples,
-                )?;
-                res[i].lat_all.extend_from_slice(&samples);
-                res[i].lat_block.push(med(&samples).unwrap_or(f64::NAN));
+            let m = MECHS[i];
+            if what.latency {
+                io.pingpong(m, false, plan.round_trips, &mut samples)?;
+                per[i].lat_all.extend_from_slice(&samples);
+                per[i].lat_block.push(med(&samples).unwrap_or(f64::NAN));
             }
-            if streaming {
-                let ns = stream(&mut worker, &mut ends, MECHS[i], n_stream, &mut msg)?;
-                res[i].stream_block.push(ns);
+            if what.streaming {
+                per[i].stream_block.push(io.stream(m, n_stream)?);
+            }
+        }
+        if what.send_cost {
+            // Our receiver busy-polls (so the worker's replies never wake
+            // us); the worker's receiver is awake, then asleep per backend.
+            let n = plan.round_trips;
+            let cost = io.pingpong(Mech::ShmcastBusy, true, n, &mut samples)?;
+            awake.add(&samples, cost);
+            for &i in &order {
+                if let m @ Mech::ShmcastSleep(_) = MECHS[i] {
+                    let cost = io.pingpong(m, true, n, &mut samples)?;
+                    asleep[i].add(&samples, cost);
+                }
             }
         }
     }
     worker.finish(record(&[op::QUIT]))?;
     drop(ends);
-    ping.destroy();
-    pong.destroy();
-    Ok(res)
+    for ch in pings.into_iter().chain(pongs) {
+        ch.destroy();
+    }
+    Ok(SizeRes {
+        size,
+        per,
+        awake,
+        asleep,
+        default_backend,
+    })
+}
+
+impl SendCost {
+    fn add(&mut self, samples: &[f64], (sends, syscalls, ring_wakes): (u64, u64, u64)) {
+        self.block.push(med(samples).unwrap_or(f64::NAN));
+        self.all.extend_from_slice(samples);
+        self.sends += sends;
+        self.syscalls += syscalls;
+        self.ring_wakes += ring_wakes;
+    }
 }
 
 fn expect(worker: &mut Worker, code: u64) -> Res<[u64; 8]> {
@@ -307,25 +525,79 @@ fn expect(worker: &mut Worker, code: u64) -> Res<[u64; 8]> {
     Ok(r)
 }
 
-/// `n` timed round trips (after one untimed one); one-way samples in `out`.
-#[allow(clippy::too_many_arguments)]
-fn pingpong(
-    worker: &mut Worker,
-    ends: &mut Ends,
-    ticks: &Ticks,
-    m: Mech,
-    n: usize,
-    msg: &mut [u8],
-    buf: &mut [u8],
-    out: &mut Vec<f64>,
-) -> Res<()> {
-    worker.send(record(&[op::PINGPONG, m.code(), n as u64 + 1]))?;
-    out.clear();
-    with_ends!(*ends, m, |tx, rx| ping_loop(
-        tx, rx, ticks, msg, buf, n, out
-    ));
-    expect(worker, op::DONE)?;
-    Ok(())
+/// The parent's side of one size: worker, ends and buffers.
+struct Io<'a> {
+    worker: &'a mut Worker,
+    ends: &'a mut Ends,
+    ticks: &'a Ticks,
+    msg: &'a mut [u8],
+    buf: &'a mut [u8],
+}
+
+impl Io<'_> {
+    /// `n` timed round trips (after one untimed one) through `m`, the
+    /// worker's receiver in `m`'s mode, ours too or, with `time_send`,
+    /// busy-polling. Samples in `out`: one-way latencies, or with
+    /// `time_send` the duration of each send call (shmcast only). Returns
+    /// (sends, wake syscalls, io_uring wakes) of our shmcast sender of `m`'s
+    /// pair during the run.
+    fn pingpong(
+        &mut self,
+        m: Mech,
+        time_send: bool,
+        n: usize,
+        out: &mut Vec<f64>,
+    ) -> Res<(u64, u64, u64)> {
+        configure(self.ends, m, time_send);
+        if std::env::var_os("SHMCAST_BENCH_TRACE").is_some() {
+            progress(&format!(
+                "ping-pong {} x{n} (time sends: {time_send})",
+                m.name()
+            ));
+        }
+        self.worker
+            .send(record(&[op::PINGPONG, m.code(), n as u64 + 1]))?;
+        expect(self.worker, op::READY)?;
+        out.clear();
+        let pair = pair_of(m);
+        let before = self.ends.shmcast[pair].0.tx.stats();
+        let (ticks, msg, buf) = (self.ticks, &mut *self.msg, &mut *self.buf);
+        if time_send {
+            let (tx, rx) = &mut self.ends.shmcast[pair];
+            send_timed_loop(tx, rx, ticks, msg, buf, n, out);
+        } else {
+            with_ends!(*self.ends, m, |tx, rx| ping_loop(
+                tx, rx, ticks, msg, buf, n, out
+            ));
+        }
+        let after = self.ends.shmcast[pair].0.tx.stats();
+        expect(self.worker, op::DONE)?;
+        Ok((
+            n as u64 + 1,
+            after.syscalls - before.syscalls,
+            after.ring_wakes - before.ring_wakes,
+        ))
+    }
+
+    /// Stream `n` messages; returns ns/message.
+    fn stream(&mut self, m: Mech, n: usize) -> Res<f64> {
+        configure(self.ends, m, false);
+        if std::env::var_os("SHMCAST_BENCH_TRACE").is_some() {
+            progress(&format!("stream {} x{n}", m.name()));
+        }
+        self.worker
+            .send(record(&[op::STREAM, m.code(), n as u64]))?;
+        expect(self.worker, op::READY)?;
+        let t0 = now_ns();
+        let msg = &mut *self.msg;
+        with_ends!(*self.ends, m, |tx, _rx| send_loop(tx, msg, n));
+        let r = expect(self.worker, op::DONE)?;
+        let (t_last, bad) = (r[2], r[3]);
+        if bad != 0 {
+            return Err(format!("{}: {bad} messages out of order", m.name()).into());
+        }
+        Ok(t_last.saturating_sub(t0) as f64 / n as f64)
+    }
 }
 
 fn ping_loop<T: Tx, R: Rx>(
@@ -337,7 +609,7 @@ fn ping_loop<T: Tx, R: Rx>(
     n: usize,
     out: &mut Vec<f64>,
 ) {
-    // One untimed round trip: the worker may still be reading its command.
+    // One untimed round trip: the worker may still be settling.
     tx.send(msg);
     rx.recv(buf);
     // One timestamp per round trip: the interval between consecutive ones.
@@ -352,18 +624,26 @@ fn ping_loop<T: Tx, R: Rx>(
     }
 }
 
-/// Stream `n` messages; returns ns/message.
-fn stream(worker: &mut Worker, ends: &mut Ends, m: Mech, n: usize, msg: &mut [u8]) -> Res<f64> {
-    worker.send(record(&[op::STREAM, m.code(), n as u64]))?;
-    expect(worker, op::READY)?;
-    let t0 = now_ns();
-    with_ends!(*ends, m, |tx, _rx| send_loop(tx, msg, n));
-    let r = expect(worker, op::DONE)?;
-    let (t_last, bad) = (r[2], r[3]);
-    if bad != 0 {
-        return Err(format!("{}: {bad} messages out of order", m.name()).into());
+/// Ping-pong timing only the send calls.
+fn send_timed_loop(
+    tx: &mut ShmcastTx,
+    rx: &mut ShmcastRx,
+    ticks: &Ticks,
+    msg: &mut [u8],
+    buf: &mut [u8],
+    n: usize,
+    out: &mut Vec<f64>,
+) {
+    tx.send(msg);
+    rx.recv(buf);
+    for i in 0..n {
+        stamp(msg, i as u64);
+        let t0 = Ticks::read();
+        tx.send(msg);
+        let t1 = Ticks::read();
+        rx.recv(buf);
+        out.push(ticks.ns(t1.wrapping_sub(t0)));
     }
-    Ok(t_last.saturating_sub(t0) as f64 / n as f64)
 }
 
 fn send_loop<T: Tx>(tx: &mut T, msg: &mut [u8], n: usize) {
@@ -402,6 +682,24 @@ pub(crate) fn worker(args: &Args) -> Res<()> {
     let offs = ring_offsets(&lay);
     let arena = Rc::new(Arena::open(args.fd("arena")?)?);
     let (unix_tx, unix_rx) = split(args.fd("sock")?)?;
+    let mut shmcast = Vec::new();
+    for p in 0..args.num("pairs")? as usize {
+        let ping = attach(&format!("{}-{p}", args.get("ping")?), Role::Recv)?;
+        let pong = attach(&format!("{}-{p}", args.get("pong")?), Role::Send)?;
+        // A backend that cannot work here falls back to futex; the parent
+        // found the same and does not run it.
+        let rx = ping.receiver_with(pair_backend(p))?;
+        shmcast.push((
+            ShmcastTx {
+                tx: pong.sender()?,
+                full: Wait::Spin,
+            },
+            ShmcastRx {
+                rx,
+                mode: RxMode::Poll(Wait::Spin),
+            },
+        ));
+    }
     let mut ends = Ends {
         pipe_tx: FdTx::new(args.fd("pipe_tx")?),
         pipe_rx: FdRx::new(args.fd("pipe_rx")?),
@@ -417,14 +715,7 @@ pub(crate) fn worker(args: &Args) -> Res<()> {
         ),
         raw_tx: SpscTx::new(arena.clone(), offs[1], lay, Wait::Spin),
         raw_rx: SpscRx::new(arena.clone(), offs[0], lay, Wait::Spin),
-        shmcast_tx: ShmcastTx {
-            tx: attach(args.get("pong")?, Role::Send)?.sender()?,
-            full: Wait::Spin,
-        },
-        shmcast_rx: ShmcastRx {
-            rx: attach(args.get("ping")?, Role::Recv)?.receiver()?,
-            empty: Wait::Spin,
-        },
+        shmcast,
     };
     let mut ctl = Control::new();
     ctl.reply(record(&[op::READY]))?;
@@ -433,14 +724,17 @@ pub(crate) fn worker(args: &Args) -> Res<()> {
         let mech = Mech::from_code(cmd[1]);
         match (cmd[0], mech) {
             (op::QUIT, _) => break,
-            (op::PINGPONG, Some(m)) => {
-                with_ends!(ends, m, |tx, rx| pong_loop(tx, rx, &mut buf, cmd[2]));
-                ctl.reply(record(&[op::DONE]))?;
-            }
-            (op::STREAM, Some(m)) => {
+            (op::PINGPONG | op::STREAM, Some(m)) => {
+                configure(&mut ends, m, false);
                 ctl.reply(record(&[op::READY]))?;
-                let (first, last, bad) = with_ends!(ends, m, |_tx, rx| sink(rx, &mut buf, cmd[2]));
-                ctl.reply(record(&[op::DONE, first, last, bad]))?;
+                if cmd[0] == op::PINGPONG {
+                    with_ends!(ends, m, |tx, rx| pong_loop(tx, rx, &mut buf, cmd[2]));
+                    ctl.reply(record(&[op::DONE]))?;
+                } else {
+                    let (first, last, bad) =
+                        with_ends!(ends, m, |_tx, rx| sink(rx, &mut buf, cmd[2]));
+                    ctl.reply(record(&[op::DONE, first, last, bad]))?;
+                }
             }
             _ => return Err(format!("p2p worker: bad command {cmd:?}").into()),
         }
@@ -448,7 +742,7 @@ pub(crate) fn worker(args: &Args) -> Res<()> {
     Ok(())
 }
 
-fn latency_section(plan: &Plan, results: &[(usize, Vec<PerMech>)]) -> Section {
+fn latency_section(plan: &Plan, results: &[SizeRes]) -> Section {
     let names: Vec<&str> = MECHS.iter().map(|m| m.name()).collect();
     let raw = MECHS.iter().position(|m| *m == Mech::RawSpin).expect("raw");
     let sc = MECHS
@@ -483,7 +777,7 @@ fn latency_section(plan: &Plan, results: &[(usize, Vec<PerMech>)]) -> Section {
         &ratio_refs,
     );
     let mut goals = Vec::new();
-    for (size, per) in results {
+    for SizeRes { size, per, .. } in results {
         let label = size_label(*size);
         p50.push(
             &label,
@@ -528,9 +822,15 @@ fn latency_section(plan: &Plan, results: &[(usize, Vec<PerMech>)]) -> Section {
         }
     }
     ratio.log_y = false;
-    let pending = "Sleeping-receiver rows (shmcast `recv()` with the futex, uring-futex, msg-ring \
-                   and eventfd notify backends): **pending notify backends** — not measured yet.";
-    p50.note(pending);
+    p50.note(
+        "shmcast modes: busy-poll = try_recv spin; recv (default) = the blocking recv with the \
+         receiver's defaults (Spin::Auto: spins ~10 us before sleeping when the machine has a \
+         CPU per party, as here); sleep (backend) = recv with Spin::Off, sleeping in that \
+         notify backend every time (the wake-up path).",
+    );
+    for note in unsupported_notes(results) {
+        p50.note(note);
+    }
     for t in [&mut p50, &mut p99, &mut ratio] {
         t.x_axis = XAxis::Bytes;
     }
@@ -541,7 +841,9 @@ fn latency_section(plan: &Plan, results: &[(usize, Vec<PerMech>)]) -> Section {
              at least {} round trips and two laps of every ring per size); the p50 table is the median of the per-block medians, p99 \
              pools all samples, the ratio table is the median over {} blocks of \
              median(mechanism) / median(raw spin) in the same block. Receivers: pipe, unix \
-             socket and shm+eventfd block in read(2); raw spin and shmcast busy-poll.",
+             socket and shm+eventfd block in read(2); raw spin busy-polls; shmcast in each \
+             receive mode (see the note under the first table). Senders: write(2), the raw \
+             ring, and shmcast try_send (which wakes a sleeping receiver).",
             plan.round_trips, plan.warmup, plan.p2p_blocks
         )],
         tables: vec![p50, p99, ratio],
@@ -549,7 +851,23 @@ fn latency_section(plan: &Plan, results: &[(usize, Vec<PerMech>)]) -> Section {
     }
 }
 
-fn streaming_section(plan: &Plan, results: &[(usize, Vec<PerMech>)]) -> Section {
+/// "X: not measured (why)" for every mechanism some size could not run.
+fn unsupported_notes(results: &[SizeRes]) -> Vec<String> {
+    let mut notes: Vec<String> = Vec::new();
+    for r in results {
+        for (i, p) in r.per.iter().enumerate() {
+            if let Some(why) = &p.unsupported {
+                let n = format!("{}: not measured on this machine ({why}).", MECHS[i].name());
+                if !notes.contains(&n) {
+                    notes.push(n);
+                }
+            }
+        }
+    }
+    notes
+}
+
+fn streaming_section(plan: &Plan, results: &[SizeRes]) -> Section {
     let names: Vec<&str> = MECHS.iter().map(|m| m.name()).collect();
     let sc = MECHS
         .iter()
@@ -562,7 +880,14 @@ fn streaming_section(plan: &Plan, results: &[(usize, Vec<PerMech>)]) -> Section 
         "size",
         &names,
     );
-    let others: Vec<usize> = (0..MECHS.len()).filter(|&i| i != sc).collect();
+    let others: Vec<usize> = (0..MECHS.len())
+        .filter(|&i| {
+            matches!(
+                MECHS[i],
+                Mech::Pipe | Mech::Unix | Mech::ShmEventfd | Mech::RawSpin
+            )
+        })
+        .collect();
     let ratio_names: Vec<String> = others
         .iter()
         .map(|&i| format!("shmcast / {}", MECHS[i].name()))
@@ -576,7 +901,7 @@ fn streaming_section(plan: &Plan, results: &[(usize, Vec<PerMech>)]) -> Section 
         &ratio_refs,
     );
     let mut worst: Option<(f64, String)> = None;
-    for (size, per) in results {
+    for SizeRes { size, per, .. } in results {
         let label = size_label(*size);
         t.push(
             &label,
@@ -604,6 +929,9 @@ fn streaming_section(plan: &Plan, results: &[(usize, Vec<PerMech>)]) -> Section 
         ratio.push(&label, *size as f64, rs);
     }
     ratio.log_y = false;
+    for note in unsupported_notes(results) {
+        t.note(note);
+    }
     let goals = vec![Goal {
         what: "streaming ns/message below pipe, unix socket and shm+eventfd at every size".into(),
         measured: worst.as_ref().map_or("n/a".into(), |(r, at)| {
@@ -616,7 +944,9 @@ fn streaming_section(plan: &Plan, results: &[(usize, Vec<PerMech>)]) -> Section 
         text: vec![format!(
             "N = {}..{} messages per run depending on size; {} blocks; the time runs from the \
              sender's first send to the receiver's last receive (CLOCK_MONOTONIC in both \
-             processes). Receivers check every message's sequence number.",
+             processes). Receivers check every message's sequence number. The goal is judged \
+             on shmcast busy-poll; the recv / sleep columns show what sleeping receivers \
+             cost while streaming.",
             plan.stream.1, plan.stream.2, plan.p2p_blocks
         )],
         tables: vec![t, ratio],

@@ -18,7 +18,7 @@ use std::rc::Rc;
 
 use shmcast::{attach, Attachment, ChannelBuilder, Role, TrySendError};
 use shmcast_benches::mech::{
-    seq_of, stamp, RingLayout, Rx, ShmcastRx, SpscRx, SpscTx, Tx, Wait, Waiter,
+    seq_of, stamp, RingLayout, Rx, RxMode, ShmcastRx, SpscRx, SpscTx, Tx, Wait, Waiter,
 };
 use shmcast_benches::report::Table;
 use shmcast_benches::sys::{self, now_ns, Arena};
@@ -85,7 +85,7 @@ pub(crate) fn run(plan: &Plan) -> Res<Section> {
             .create()?;
         receivers.push(ShmcastRx {
             rx: ch.receiver()?,
-            empty: Wait::Spin,
+            mode: RxMode::Poll(Wait::Spin),
         });
         channels.push(ch);
         names.push(name);
