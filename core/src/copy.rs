@@ -5,78 +5,88 @@
 //! lost its CAS is still copying). Plain `copy_nonoverlapping` over such
 //! memory is a data race, which is undefined behaviour in Rust's memory model
 //! even if the bytes are thrown away afterwards. So every access to payload
-//! bytes here is an atomic access with `Relaxed` ordering: 8-byte words where
-//! the address is aligned, single bytes at the unaligned edges. Relaxed is
-//! enough because payload bytes never carry synchronisation themselves: they
-//! are ordered by the slot's `seq` (Release store by the producer, Acquire
-//! load by the receiver), and a copy that raced is discarded or clamped by the
-//! caller. On x86-64 and aarch64 a Relaxed atomic load or store of a word is
-//! an ordinary `mov` / `ldr`, so this costs no fences, only the vectorisation
-//! a `memcpy` would have had.
+//! bytes here is an atomic access with `Relaxed` ordering, and always of the
+//! *same size*: whole 8-byte words (Rust forbids racing atomic accesses of
+//! different sizes to the same bytes). Payloads start 8-aligned (slots are
+//! 64-aligned, the slot header is 32 bytes) and their room is a multiple of
+//! 8, so every byte of a payload belongs to exactly one word of it. A write
+//! that covers part of a word loads the word, changes its bytes and stores
+//! it back: the writer owns the slot, so no other write can interleave
+//! (a peer that writes anyway only garbles its own message).
+//!
+//! Relaxed is enough because payload bytes never carry synchronisation
+//! themselves: they are ordered by the slot's `seq` (Release store by the
+//! producer, Acquire by the receiver), and a copy that raced is discarded or
+//! clamped by the caller. Word loads are also what a read-only mapping
+//! allows (Rust permits Relaxed atomic loads of at most 8 bytes there).
+//! On x86-64 and aarch64 a Relaxed word load or store is a plain `mov` /
+//! `ldr` / `str`.
 
 use crate::sync::atomic::Ordering::Relaxed;
-use crate::sync::raw::{AtomicU64, AtomicU8};
+use crate::sync::raw::AtomicU64;
 
-/// Copy `src` into shared memory at `dst`.
+/// The word of the payload at `base` that holds byte `at`.
 ///
 /// # Safety
 ///
-/// `dst` must be valid for writes of `src.len()` bytes for the duration of
-/// the call, and those bytes may only ever be accessed atomically by others
-/// (which holds for shared payloads: every accessor in this crate uses this
-/// module, and other processes are outside our memory model).
-pub(crate) unsafe fn store_bytes(dst: *mut u8, src: &[u8]) {
-    let n = src.len();
-    let mut i = 0;
-    while i < n && (dst as usize + i) % 8 != 0 {
-        // SAFETY: i < n, so dst + i is in the range the caller vouched for;
-        // a u8 has alignment 1, so AtomicU8 needs no more than that.
-        unsafe { AtomicU8::from_ptr(dst.add(i)) }.store(src[i], Relaxed);
-        i += 1;
-    }
-    while i + 8 <= n {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&src[i..i + 8]);
-        // SAFETY: dst + i is 8-aligned (the loop above stopped there, and i
-        // grows by 8) and dst + i .. dst + i + 8 lies within the caller's range.
-        unsafe { AtomicU64::from_ptr(dst.add(i).cast::<u64>()) }
-            .store(u64::from_ne_bytes(w), Relaxed);
-        i += 8;
-    }
-    while i < n {
-        // SAFETY: as in the first loop.
-        unsafe { AtomicU8::from_ptr(dst.add(i)) }.store(src[i], Relaxed);
-        i += 1;
+/// `base` is 8-aligned and the word `at / 8` lies within the memory the
+/// caller vouched for.
+#[inline]
+unsafe fn word<'a>(base: *mut u8, at: usize) -> &'a AtomicU64 {
+    // SAFETY: per the contract, base + (at & !7) is 8-aligned, in bounds,
+    // and only ever accessed atomically as a u64.
+    unsafe { AtomicU64::from_ptr(base.add(at & !7).cast::<u64>()) }
+}
+
+/// Copy `src` into the payload at `base`, starting at byte `offset`.
+///
+/// # Safety
+///
+/// `base` is 8-aligned and valid for reads and writes of
+/// `(offset + src.len())` rounded up to a multiple of 8 bytes for the
+/// duration of the call; those bytes are only ever accessed as atomic u64
+/// words by anyone in this process (every accessor uses this module). The
+/// caller owns the slot (no concurrent writer in this process).
+pub(crate) unsafe fn store_bytes(base: *mut u8, offset: usize, src: &[u8]) {
+    let end = offset + src.len();
+    let mut at = offset;
+    while at < end {
+        let start = at % 8;
+        let n = (8 - start).min(end - at);
+        // SAFETY: at < end, so the word holding byte `at` is in bounds.
+        let w = unsafe { word(base, at) };
+        let mut bytes = if n == 8 {
+            [0u8; 8]
+        } else {
+            w.load(Relaxed).to_ne_bytes()
+        };
+        bytes[start..start + n].copy_from_slice(&src[at - offset..at - offset + n]);
+        w.store(u64::from_ne_bytes(bytes), Relaxed);
+        at += n;
     }
 }
 
-/// Copy `dst.len()` bytes of shared memory at `src` into `dst`.
+/// Copy `dst.len()` bytes of the payload at `base`, starting at byte
+/// `offset`, into `dst`.
 ///
 /// # Safety
 ///
-/// `src` must be valid for reads of `dst.len()` bytes for the duration of the
-/// call. Concurrent writers are allowed (that is the point); the bytes read
-/// are then unspecified but initialised.
-pub(crate) unsafe fn load_bytes(src: *const u8, dst: &mut [u8]) {
-    let n = dst.len();
-    let mut i = 0;
-    while i < n && (src as usize + i) % 8 != 0 {
-        // SAFETY: i < n keeps src + i within the caller's range; AtomicU8
-        // has alignment 1. The pointer is only read through.
-        dst[i] = unsafe { AtomicU8::from_ptr(src.add(i).cast_mut()) }.load(Relaxed);
-        i += 1;
-    }
-    while i + 8 <= n {
-        // SAFETY: src + i is 8-aligned and the 8 bytes lie within the
-        // caller's range; we only load through the pointer.
-        let w = unsafe { AtomicU64::from_ptr(src.add(i).cast::<u64>().cast_mut()) }.load(Relaxed);
-        dst[i..i + 8].copy_from_slice(&w.to_ne_bytes());
-        i += 8;
-    }
-    while i < n {
-        // SAFETY: as in the first loop.
-        dst[i] = unsafe { AtomicU8::from_ptr(src.add(i).cast_mut()) }.load(Relaxed);
-        i += 1;
+/// `base` is 8-aligned and valid for reads of `(offset + dst.len())`
+/// rounded up to a multiple of 8 bytes for the duration of the call (it may
+/// be mapped read-only). Concurrent writers are allowed (that is the
+/// point); the bytes read are then unspecified but initialised.
+pub(crate) unsafe fn load_bytes(base: *const u8, offset: usize, dst: &mut [u8]) {
+    let end = offset + dst.len();
+    let mut at = offset;
+    while at < end {
+        let start = at % 8;
+        let n = (8 - start).min(end - at);
+        // SAFETY: as in store_bytes; we only load through the pointer.
+        let bytes = unsafe { word(base.cast_mut(), at) }
+            .load(Relaxed)
+            .to_ne_bytes();
+        dst[at - offset..at - offset + n].copy_from_slice(&bytes[start..start + n]);
+        at += n;
     }
 }
 
@@ -85,18 +95,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trip_every_alignment_and_length() {
+    fn round_trip_every_offset_and_length() {
         let mut shared = [0u64; 16];
         let base = shared.as_mut_ptr().cast::<u8>();
-        for offset in 0..9 {
+        for offset in 0..17 {
             for len in 0..40 {
                 let src: [u8; 40] = core::array::from_fn(|i| (i * 7 + offset + len) as u8);
-                // SAFETY: offset + len <= 48 < 128 bytes of `shared`.
-                unsafe { store_bytes(base.add(offset), &src[..len]) };
+                // Bytes around the write must survive it.
+                let mut before = [0u8; 128];
+                // SAFETY: 128 bytes of `shared`, 8-aligned.
+                unsafe { load_bytes(base, 0, &mut before) };
+                // SAFETY: offset + len <= 56 < 128 bytes of `shared`.
+                unsafe { store_bytes(base, offset, &src[..len]) };
                 let mut out = [0u8; 40];
                 // SAFETY: as above.
-                unsafe { load_bytes(base.add(offset), &mut out[..len]) };
+                unsafe { load_bytes(base, offset, &mut out[..len]) };
                 assert_eq!(&out[..len], &src[..len], "offset {offset} len {len}");
+                let mut after = [0u8; 128];
+                // SAFETY: as above.
+                unsafe { load_bytes(base, 0, &mut after) };
+                assert_eq!(&after[..offset], &before[..offset]);
+                assert_eq!(&after[offset + len..], &before[offset + len..]);
             }
         }
     }

@@ -25,6 +25,9 @@ use crate::subscribers::Joined;
 use crate::sync::atomic::Ordering::*;
 use crate::wake::WakeSet;
 
+/// Bound on the claim loop (CAS attempts, refreshes included).
+const MAX_CLAIM_ATTEMPTS: u32 = 1 << 16;
+
 /// Optional per-message fields.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Envelope {
@@ -227,7 +230,10 @@ impl<R: Regions> Producer<R> {
         }
         let mut refreshed = false;
         let mut tail = hdr.tail.load(Relaxed);
-        loop {
+        // Bounded: every failed CAS means another producer claimed, so
+        // legitimate contention ends long before this; a peer that keeps
+        // rewriting the tail gets `Full` instead of keeping us here.
+        for _ in 0..MAX_CLAIM_ATTEMPTS {
             // Positions in use by the cached head; a peer may have written
             // anything into tail or head, so everything wraps and a head
             // "ahead" of the tail just reads as full.
@@ -274,6 +280,7 @@ impl<R: Regions> Producer<R> {
                 Err(now) => tail = now,
             }
         }
+        Err(TrySendError::Full)
     }
 
     fn end_claim(&self, k: u64) {

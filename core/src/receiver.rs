@@ -11,7 +11,7 @@ use crate::mode::{broadcast, multicast, unicast, Mode};
 use crate::ring::{Ring, Role, SubscriberId};
 use crate::storage::Regions;
 use crate::subscribers::Joined;
-use crate::sync::atomic::Ordering::*;
+use crate::sync::atomic::{fence, Ordering::*};
 
 /// What a receive delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,6 +201,13 @@ impl<R: Regions> Receiver<R> {
         if self.ring.is_closed() {
             return true;
         }
+        // Unicast: the last sender leaving ends the wait too (a drained
+        // unicast ring with no sender reads as closed in the blocking API).
+        // Part of the re-check after the fence, so a leave that the sender's
+        // wake missed is seen here.
+        if self.ring.geo.mode() == Mode::Unicast && self.ring.senders_gone() {
+            return true;
+        }
         let (h, exact) = match self.ring.geo.mode() {
             Mode::Multicast => (self.ring.regions.header().head.load(Relaxed), true),
             _ => (self.head.get(), false),
@@ -226,9 +233,12 @@ impl<R: Regions> Receiver<R> {
         for _ in 0..=geo.capacity() {
             let h = self.head.get();
             let slot = self.ring.regions.slot(geo.slot_of(h));
-            // ORDERING(publish): Acquire; pairs with the Release store of
-            // seq in Producer::publish.
-            let seq = slot.seq.load(Acquire);
+            // ORDERING(publish): Relaxed load + Acquire fence; pairs with the
+            // Release store of seq in Producer::publish. (Not an Acquire
+            // load: the data region may be mapped read-only, where Rust only
+            // promises Relaxed atomic loads.)
+            let seq = slot.seq.load(Relaxed);
+            fence(Acquire);
             if seq != h.wrapping_add(1) {
                 let ahead = seq.wrapping_sub(h.wrapping_add(1));
                 if ahead != 0 && ahead < (1 << 63) {
@@ -313,7 +323,9 @@ impl<R: Regions> Receiver<R> {
             .regions
             .slot(self.ring.geo.slot_of(h))
             .seq
-            .load(Acquire);
+            .load(Relaxed);
+        // ORDERING(publish): as in next_ready.
+        fence(Acquire);
         seq == h.wrapping_add(1)
     }
 }
@@ -372,11 +384,13 @@ impl<R: Regions> ReadSlot<'_, R> {
     ///
     /// # Safety
     ///
-    /// No other process may write this slot while the returned slice lives.
-    /// Our own producers cannot (the slot is not released until the guard
-    /// drops), but a *misbehaving* peer with write access to the data region
-    /// could, and a shared reference to bytes that change is undefined
-    /// behaviour. Use [`ReadSlot::read_at`] when senders are not trusted.
+    /// Nothing may write this slot while the returned slice lives, and only
+    /// trust in *every* peer of the ring can promise that: a misbehaving
+    /// peer may write the slot itself (if it may send), or move the shared
+    /// head past it (any peer can), after which one of our own producers may
+    /// legitimately reuse the slot. A shared reference to bytes that change
+    /// is undefined behaviour. Use [`ReadSlot::read_at`] unless all peers
+    /// are trusted.
     #[cfg(not(loom))]
     pub unsafe fn as_slice(&self) -> &[u8] {
         let p = self

@@ -180,17 +180,19 @@ mod raw {
         #[inline]
         unsafe fn write_payload(&self, i: usize, offset: usize, src: &[u8]) {
             debug_assert!(offset + src.len() <= self.stride - SLOT_HEADER_SIZE);
-            // SAFETY: the caller keeps offset + len within the payload room,
-            // which lies inside slot i; payload bytes are only accessed
-            // through crate::copy.
-            unsafe { crate::copy::store_bytes(self.payload(i).add(offset), src) }
+            // SAFETY: the payload starts 8-aligned (64-aligned slot + 32-byte
+            // header) and its room is a multiple of 8; the caller keeps
+            // offset + len within the room, so every word touched lies
+            // inside slot i; payload bytes are only accessed through
+            // crate::copy, as u64 words.
+            unsafe { crate::copy::store_bytes(self.payload(i), offset, src) }
         }
 
         #[inline]
         unsafe fn read_payload(&self, i: usize, offset: usize, dst: &mut [u8], _exclusive: bool) {
             debug_assert!(offset + dst.len() <= self.stride - SLOT_HEADER_SIZE);
             // SAFETY: as in write_payload; load_bytes tolerates racing writers.
-            unsafe { crate::copy::load_bytes(self.payload(i).add(offset), dst) }
+            unsafe { crate::copy::load_bytes(self.payload(i), offset, dst) }
         }
 
         #[inline]

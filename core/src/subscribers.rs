@@ -145,7 +145,9 @@ impl<R: Regions> Ring<R> {
         let hdr = self.regions.header();
         let entry = self.regions.entry(id.index());
         let mut s = entry.state.load(Relaxed);
-        loop {
+        // Bounded: a peer that keeps rewriting our entry could otherwise keep
+        // us here; after that many tries the entry is theirs anyway.
+        for _ in 0..1024 {
             if generation(s) != gen || s & STATUS_MASK == ENTRY_FREE {
                 return; // Not ours any more: someone reclaimed it.
             }
@@ -196,7 +198,10 @@ impl<R: Regions> Ring<R> {
         let high =
             (hdr.wake.table_high_water.load(Relaxed) as usize).min(self.geo.max_subscribers());
         !(0..high).any(|i| {
-            let s = self.regions.entry(i).state.load(Relaxed);
+            // ORDERING(entry): Acquire; pairs with the Release CAS in
+            // `leave`, so a receiver that sees the last sender gone also sees
+            // the messages it published before leaving.
+            let s = self.regions.entry(i).state.load(Acquire);
             s & STATUS_MASK == ENTRY_ACTIVE && s & ROLE_SEND != 0
         })
     }

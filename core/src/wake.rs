@@ -25,11 +25,12 @@
 //! order. If the receiver's fence comes first, the producer's bitmap load
 //! (after its fence) sees the bit (set before the receiver's fence). If the
 //! producer's comes first, the receiver's re-check (after its fence) sees the
-//! `seq` store (before the producer's fence), and it does not sleep. When the
-//! producer sees the bit, its Acquire load synchronises with the Release
-//! `fetch_or`, so the receiver's read of `w` happens before the producer's
-//! bump: `w` is the old value, the word now differs, and the sleep returns at
-//! once (futex compares the word inside the kernel). This is the io-uring
+//! `seq` store (before the producer's fence), and it does not sleep. The
+//! producer's `fetch_and` that takes the bit (Acquire) reads the receiver's
+//! Release `fetch_or` (or a later value in its release sequence), so the
+//! receiver's read of `w` happens before the producer's bump: `w` is the old
+//! value, the word now differs, and the sleep returns at once (futex
+//! compares the word inside the kernel). This is the io-uring
 //! crate's `need_wakeup` argument (STYLE.md §4.4), with fences rather than
 //! SeqCst accesses so loom checks it as written.
 //!
@@ -280,9 +281,12 @@ fn table_bits<R: Regions>(ring: &Ring<R>, w: usize) -> u64 {
 /// Clear `bits` in waiter word `w`; returns the ones that were still set
 /// (those are ours to wake).
 fn take_bits<R: Regions>(ring: &Ring<R>, w: usize, bits: u64) -> u64 {
-    // ORDERING(eventcount): Relaxed. Winning the bit only decides which
-    // producer bumps the word; the bump itself is Release.
-    ring.regions.waiter_word(w).fetch_and(!bits, Relaxed) & bits
+    // ORDERING(eventcount): Acquire. The RMW that takes the bit is what
+    // must synchronise with the receiver's Release fetch_or (the earlier
+    // load may have seen a stale bit of a previous wait): then the
+    // receiver's read of its expected value happens before our bump, and it
+    // cannot sleep on the bumped value.
+    ring.regions.waiter_word(w).fetch_and(!bits, Acquire) & bits
 }
 
 /// Multicast: wake up to `n` sleepers, starting after the last one woken.

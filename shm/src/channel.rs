@@ -3,7 +3,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 use rustix::net::{
@@ -11,7 +11,7 @@ use rustix::net::{
 };
 use shmcast_core::layout::DEFAULT_MAX_MESSAGE_CAP;
 use shmcast_core::{Config, Mode, Ring, Role};
-use shmcast_uring_notify::BackendKind;
+use shmcast_uring_notify::{BackendKind, Waker};
 
 use crate::error::{AttachError, CreateError, OpenError, Region};
 use crate::fd_passing;
@@ -255,7 +255,9 @@ impl Channel {
     /// [`AttachError::NotFound`]). The memory lives on while any process
     /// still maps it.
     pub fn destroy(mut self) {
-        let _ = self.ring.close();
+        let set = self.ring.close();
+        // Wake every sleeper so that it sees the close now, not at its timeout.
+        let _ = Waker::new(self.shared.eventfds.clone()).wake(&self.ring, &set);
         self.server.stop();
     }
 }
@@ -305,7 +307,9 @@ impl Attachment {
         self.ring.mode()
     }
 
-    /// Uid of the process that created the channel (as its server reported).
+    /// Uid of the process serving the channel, from `SO_PEERCRED` of the
+    /// attach connection (what a peer worried about name squatting checks).
+    /// For an imported attachment: the uid the descriptor names.
     pub fn creator_uid(&self) -> u32 {
         self.creator_uid
     }
@@ -384,8 +388,25 @@ pub fn attach_with(
     .map_err(io("socket"))?;
     let addr = SocketAddrUnix::new_abstract_name(&name::socket_name(name))
         .map_err(io("socket address"))?;
+    // One deadline for the whole attach: connect (which blocks while the
+    // server's backlog is full), the request, the answer, the eventfds.
+    let deadline = Instant::now() + opts.timeout;
+    let remaining = |sock: &OwnedFd| -> Result<(), AttachError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(AttachError::Timeout);
+        }
+        sockopt::set_socket_timeout(sock, sockopt::Timeout::Recv, Some(left))
+            .map_err(io("SO_RCVTIMEO"))?;
+        sockopt::set_socket_timeout(sock, sockopt::Timeout::Send, Some(left))
+            .map_err(io("SO_SNDTIMEO"))
+    };
+    remaining(&sock)?;
     match connect(&sock, &addr) {
         Ok(()) => {}
+        Err(Errno::AGAIN | Errno::INPROGRESS | Errno::TIMEDOUT) => {
+            return Err(AttachError::Timeout)
+        }
         Err(Errno::CONNREFUSED | Errno::NOENT) => {
             return Err(AttachError::NotFound {
                 name: name.to_owned(),
@@ -398,13 +419,26 @@ pub fn attach_with(
             })
         }
     }
-    sockopt::set_socket_timeout(&sock, sockopt::Timeout::Recv, Some(opts.timeout))
-        .map_err(io("SO_RCVTIMEO"))?;
-    sockopt::set_socket_timeout(&sock, sockopt::Timeout::Send, Some(opts.timeout))
-        .map_err(io("SO_SNDTIMEO"))?;
-    fd_passing::send_with_fds(sock.as_fd(), &Message::Hello { role }.encode(), &[])
-        .map_err(io("sendmsg"))?;
+    // Who really serves this name (a squatter cannot fake SO_PEERCRED).
+    let server_uid = sockopt::socket_peercred(&sock)
+        .map_err(io("SO_PEERCRED"))?
+        .uid
+        .as_raw();
+    remaining(&sock)?;
+    match fd_passing::send_with_fds(sock.as_fd(), &Message::Hello { role }.encode(), &[]) {
+        // The server may have answered (a refusal) and closed before our
+        // request arrived: its answer is still there to read.
+        Ok(()) | Err(Errno::PIPE | Errno::CONNRESET) => {}
+        Err(Errno::AGAIN) => return Err(AttachError::Timeout),
+        Err(e) => {
+            return Err(AttachError::Io {
+                op: "sendmsg",
+                errno: e,
+            })
+        }
+    }
     let mut buf = [0u8; MAX_LEN + 1];
+    remaining(&sock)?;
     let packet = match fd_passing::recv_with_fds(sock.as_fd(), &mut buf) {
         Ok(p) => p,
         Err(Errno::AGAIN) => return Err(AttachError::Timeout),
@@ -427,13 +461,11 @@ pub fn attach_with(
             let (control, data) = (fds.next().expect("two fds"), fds.next().expect("two fds"));
             let mut att = import_checked(&buf[..len], control, data, Some(role), opts.message_cap)?;
             att.backend = opts.backend;
+            att.creator_uid = server_uid;
             if let Message::Welcome { eventfds, .. } = Message::decode(&buf[..len])? {
                 if eventfds > 0 {
-                    att.eventfds = Some(recv_eventfds(
-                        &sock,
-                        eventfds,
-                        att.ring.geometry().max_subscribers(),
-                    )?);
+                    let entries = att.ring.geometry().max_subscribers();
+                    att.eventfds = Some(recv_eventfds(&sock, eventfds, entries, &remaining)?);
                 }
             }
             Ok(att)
@@ -511,6 +543,7 @@ fn recv_eventfds(
     sock: &OwnedFd,
     count: u32,
     entries: usize,
+    remaining: &dyn Fn(&OwnedFd) -> Result<(), AttachError>,
 ) -> Result<Arc<[OwnedFd]>, AttachError> {
     if count as usize != entries {
         return Err(AttachError::BadEventfds {
@@ -519,6 +552,7 @@ fn recv_eventfds(
     }
     let mut table: Vec<OwnedFd> = Vec::with_capacity(entries);
     while table.len() < entries {
+        remaining(sock)?;
         let mut buf = [0u8; MAX_LEN + 1];
         let packet = match fd_passing::recv_with_fds(sock.as_fd(), &mut buf) {
             Ok(p) => p,
@@ -533,7 +567,8 @@ fn recv_eventfds(
         let len = packet.len.min(buf.len());
         match Message::decode(&buf[..len])? {
             Message::Eventfds { first, count }
-                if first as usize == table.len()
+                if count > 0
+                    && first as usize == table.len()
                     && count as usize == packet.fds.len()
                     && !packet.truncated =>
             {

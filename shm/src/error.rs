@@ -116,7 +116,8 @@ pub enum AttachError {
         /// How many arrived.
         got: usize,
     },
-    /// A handed-over fd is not a sealable memfd (a regular file, a socket...).
+    /// A handed-over fd is not a sealable memfd on tmpfs (a regular file, a
+    /// socket, a hugetlbfs memfd...).
     NotAMemfd {
         /// Which region.
         region: Region,
@@ -146,6 +147,8 @@ pub enum AttachError {
     },
     /// The header does not describe a ring that fits the regions.
     Layout(LayoutError),
+    /// The control and data fds are the same file.
+    RegionsAlias,
     /// The descriptor and the control header disagree.
     DescriptorMismatch {
         /// What disagrees.
@@ -200,6 +203,9 @@ impl fmt::Display for AttachError {
                 write!(f, "the {region} region is only {size} B: not a shmcast region")
             }
             AttachError::Layout(e) => write!(f, "invalid channel layout: {e}"),
+            AttachError::RegionsAlias => {
+                f.write_str("the control and data regions were handed over as the same file")
+            }
             AttachError::DescriptorMismatch { what } => {
                 write!(f, "descriptor and shared header disagree on the {what}")
             }

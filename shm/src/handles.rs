@@ -42,9 +42,13 @@ impl Drop for Sender {
         let Some(p) = self.inner.take() else { return };
         let ring = p.ring().clone();
         drop(p); // leave the ring
-                 // The last sender of a unicast channel leaving closes it for the
-                 // receiver: wake it so that it notices.
-        if ring.mode() == Mode::Unicast && ring.senders_gone() {
+                 // A unicast receiver reads a drained ring whose senders all left as
+                 // closed. Wake whoever sleeps (after our leave; `wake_all` starts
+                 // with a SeqCst fence that pairs with the receiver's in
+                 // `prepare_wait`): either it sees our leave in its re-check, or we
+                 // see its waiter bit here. A spurious wake, if other senders remain,
+                 // costs one re-check.
+        if ring.mode() == Mode::Unicast {
             let set = ring.wake_all();
             let _ = self.waker.get_mut().wake(&ring, &set);
         }
@@ -60,13 +64,14 @@ struct FullBackoff {
 
 impl FullBackoff {
     fn wait(&mut self, deadline: Option<Instant>) {
-        self.step += 1;
+        self.step = self.step.saturating_add(1);
         if self.step <= 32 {
             std::hint::spin_loop();
         } else if self.step <= 64 {
             std::thread::yield_now();
         } else {
             let pause = Duration::from_micros(20u64 << (self.step - 64).min(6));
+
             let pause = match deadline {
                 Some(d) => pause.min(d.saturating_duration_since(Instant::now())),
                 None => pause,
@@ -169,7 +174,11 @@ impl Sender {
 
     /// Send `data`, waiting at most `timeout` for room.
     pub fn send_timeout(&self, data: &[u8], timeout: Duration) -> Result<u64, SendError> {
-        self.send_until(Envelope::default(), data, Some(Instant::now() + timeout))
+        self.send_until(
+            Envelope::default(),
+            data,
+            Instant::now().checked_add(timeout),
+        )
     }
 
     /// Send with an [`Envelope`], waiting while the ring is full, until
@@ -236,6 +245,19 @@ impl DerefMut for SendSlot<'_> {
     }
 }
 
+impl Drop for SendSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            // Abandoned: the core publishes a skip record. Receivers asleep
+            // behind this position (a later message already woke them, and
+            // they found this one unpublished) must step over it now.
+            drop(slot);
+            let set = self.ring.wake_set(1);
+            let _ = self.waker.borrow_mut().wake(&self.ring, &set);
+        }
+    }
+}
+
 impl SendSlot<'_> {
     /// Publish the message and wake whoever sleeps. Returns its id.
     pub fn commit(mut self) -> u64 {
@@ -284,7 +306,13 @@ fn online_cpus() -> usize {
             let mut n = 0;
             for part in s.trim().split(',') {
                 match part.split_once('-') {
-                    Some((a, b)) => n += b.parse::<usize>().ok()? - a.parse::<usize>().ok()? + 1,
+                    Some((a, b)) => {
+                        n += b
+                            .parse::<usize>()
+                            .ok()?
+                            .checked_sub(a.parse::<usize>().ok()?)?
+                            + 1
+                    }
                     None => {
                         part.parse::<usize>().ok()?;
                         n += 1
@@ -441,7 +469,7 @@ impl Receiver {
         buf: &mut [u8],
         timeout: Duration,
     ) -> Result<MessageInfo, RecvError> {
-        self.recv_until(buf, Some(Instant::now() + timeout))
+        self.recv_until(buf, Instant::now().checked_add(timeout))
     }
 
     /// Receive the next message, sleeping until `deadline` at most.

@@ -84,7 +84,9 @@ pub(crate) struct Server {
     thread: Option<JoinHandle<()>>,
 }
 
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one client may take to send its request: a client that says
+/// nothing holds the server up at most this long.
+const CLIENT_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl Server {
     pub(crate) fn start(name: &str, shared: Arc<Shared>) -> Result<Server, CreateError> {
@@ -176,6 +178,22 @@ fn serve(sock: OwnedFd, stop: OwnedFd, shared: Arc<Shared>) {
 fn answer(conn: &OwnedFd, shared: &Shared) {
     let _ = sockopt::set_socket_timeout(conn, sockopt::Timeout::Recv, Some(CLIENT_TIMEOUT));
     let _ = sockopt::set_socket_timeout(conn, sockopt::Timeout::Send, Some(CLIENT_TIMEOUT));
+    // A peer the mode bits grant nothing at all is refused before we wait
+    // for anything it sends.
+    if let Ok(cred) = sockopt::socket_peercred(conn) {
+        let (uid, gid) = (cred.uid.as_raw(), cred.gid.as_raw());
+        if !shared.policy.allows(uid, gid, Role::Recv)
+            && !shared.policy.allows(uid, gid, Role::Send)
+        {
+            let msg = Message::Refused {
+                reason: RefuseReason::PermissionDenied,
+                uid,
+                mode: shared.policy.mode,
+            };
+            let _ = fd_passing::send_with_fds(conn.as_fd(), &msg.encode(), &[]);
+            return;
+        }
+    }
     let mut buf = [0u8; MAX_LEN + 1];
     let Ok(packet) = fd_passing::recv_with_fds(conn.as_fd(), &mut buf) else {
         return;

@@ -40,8 +40,27 @@ fn check_seals(fd: &OwnedFd, region: Region) -> Result<u64, AttachError> {
             seals: bad.bits(),
         });
     }
+    // Only tmpfs (shmem) memfds: a hugetlbfs memfd also takes seals, but a
+    // peer may punch holes in it and a fault with an empty huge-page pool
+    // is a SIGBUS in our process.
+    let fsinfo = fs::fstatfs(fd).map_err(|errno| AttachError::Io {
+        op: "fstatfs",
+        errno,
+    })?;
+    if fsinfo.f_type as i64 != TMPFS_MAGIC {
+        return Err(AttachError::NotAMemfd { region });
+    }
     let st = fs::fstat(fd).map_err(|errno| AttachError::Io { op: "fstat", errno })?;
     Ok(st.st_size as u64)
+}
+
+/// `TMPFS_MAGIC` from `<linux/magic.h>`: memfds live on the shmem filesystem.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// Device and inode of an fd.
+fn identity(fd: &OwnedFd) -> Result<(u64, u64), AttachError> {
+    let st = fs::fstat(fd).map_err(|errno| AttachError::Io { op: "fstat", errno })?;
+    Ok((st.st_dev as u64, st.st_ino as u64))
 }
 
 /// Validate and map a channel's two regions. `writable_data` asks for a
@@ -54,6 +73,11 @@ pub(crate) fn open_regions(
 ) -> Result<Ring<ShmRegions>, AttachError> {
     let control_len = check_seals(control, Region::Control)?;
     let data_len = check_seals(data, Region::Data)?;
+    // The two regions must be two files: one memfd passed as both would make
+    // the control header and the slots alias.
+    if identity(control)? == identity(data)? {
+        return Err(AttachError::RegionsAlias);
+    }
     if control_len < CONTROL_HEADER_SIZE as u64 {
         return Err(AttachError::RegionTooSmall {
             region: Region::Control,

@@ -427,3 +427,126 @@ fn hostile_writes_to_the_control_region_never_panic_or_hang() {
         }
     }
 }
+
+#[test]
+fn the_same_memfd_as_both_regions_is_refused() {
+    let r = real();
+    let fd = memfd(&r.words.to_bytes(), r.control_len, SEALS);
+    let e = import(&r.descriptor, fd.try_clone().unwrap(), fd).unwrap_err();
+    assert!(
+        matches!(e, AttachError::RegionsAlias | AttachError::Layout(_)),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn empty_eventfd_packets_do_not_loop_forever() {
+    // A server that announces eventfds and then sends empty packets.
+    let r = real();
+    let name = unique("fake6");
+    let Message::Welcome {
+        role,
+        mode,
+        control_size,
+        data_size,
+        creator_uid,
+        ..
+    } = Message::decode(&r.descriptor).unwrap()
+    else {
+        unreachable!()
+    };
+    let welcome = Message::Welcome {
+        role,
+        mode,
+        control_size,
+        data_size,
+        creator_uid,
+        eventfds: 64,
+    }
+    .encode();
+    let sock = socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let mut addr = b"shmcast/".to_vec();
+    addr.extend_from_slice(name.as_bytes());
+    bind(&sock, &SocketAddrUnix::new_abstract_name(&addr).unwrap()).unwrap();
+    listen(&sock, 1).unwrap();
+    let control = r._ch.export(Role::Recv).unwrap();
+    let t = std::thread::spawn(move || {
+        let conn = accept_with(&sock, SocketFlags::CLOEXEC).unwrap();
+        let mut buf = [0u8; 64];
+        let _ = rustix::net::recv(&conn, &mut buf, rustix::net::RecvFlags::empty());
+        let fds = [control.control.as_fd(), control.data.as_fd()];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+        let mut ctl = rustix::net::SendAncillaryBuffer::new(&mut space);
+        assert!(ctl.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)));
+        let _ = rustix::net::sendmsg(
+            &conn,
+            &[std::io::IoSlice::new(&welcome)],
+            &mut ctl,
+            rustix::net::SendFlags::empty(),
+        );
+        let empty = Message::Eventfds { first: 0, count: 0 }.encode();
+        for _ in 0..10_000 {
+            if rustix::net::send(&conn, &empty, rustix::net::SendFlags::NOSIGNAL).is_err() {
+                break;
+            }
+        }
+    });
+    let opts = AttachOptions {
+        timeout: Duration::from_millis(500),
+        ..AttachOptions::default()
+    };
+    let e = attach_with(&name, Role::Recv, &opts).unwrap_err();
+    assert!(
+        matches!(e, AttachError::BadEventfds { .. } | AttachError::Timeout),
+        "{e:?}"
+    );
+    t.join().unwrap();
+}
+
+#[test]
+fn a_server_that_never_accepts_times_out() {
+    // Squat the name with a listener that never accepts, and fill its
+    // backlog: connect itself would block.
+    let name = unique("fake7");
+    let sock = socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let mut addr = b"shmcast/".to_vec();
+    addr.extend_from_slice(name.as_bytes());
+    let addr = SocketAddrUnix::new_abstract_name(&addr).unwrap();
+    bind(&sock, &addr).unwrap();
+    listen(&sock, 0).unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let c = socket_with(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            None,
+        )
+        .unwrap();
+        let _ = rustix::net::connect(&c, &addr);
+        fillers.push(c);
+    }
+    let opts = AttachOptions {
+        timeout: Duration::from_millis(300),
+        ..AttachOptions::default()
+    };
+    let t0 = std::time::Instant::now();
+    let e = attach_with(&name, Role::Recv, &opts).unwrap_err();
+    assert!(matches!(e, AttachError::Timeout), "{e:?}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "bounded by the attach timeout"
+    );
+}

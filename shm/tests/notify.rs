@@ -403,3 +403,80 @@ fn unicast_receiver_sees_closed_when_the_last_sender_leaves() {
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(waiter.join().unwrap(), (3, RecvError::Closed));
 }
+
+#[test]
+fn abandoned_zero_copy_claim_wakes_receivers_blocked_behind_it() {
+    // A sleeps holding position 0 (claimed, unpublished); B publishes
+    // position 1, which wakes the receiver, who finds 0 unpublished and
+    // sleeps again. A's claim is then dropped: its skip record must wake the
+    // receiver, or message 1 waits for the receiver's timeout.
+    let name = unique("skip-wake");
+    let ch = ChannelBuilder::new(&name)
+        .capacity(8)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let rx = ch.receiver().unwrap();
+    let mut a = ch.sender().unwrap();
+    let b = ch.sender().unwrap();
+    let waiter = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        let t0 = Instant::now();
+        let r = rx
+            .recv_timeout(&mut buf, Duration::from_secs(60))
+            .map(|i| buf[..i.len].to_vec());
+        (r, t0.elapsed())
+    });
+    let slot = a.try_claim().unwrap();
+    b.send(b"second").unwrap();
+    wait_asleep(&ch, 1); // asleep again behind the unpublished position
+    drop(slot);
+    let (r, took) = waiter.join().unwrap();
+    assert_eq!(r, Ok(b"second".to_vec()));
+    assert!(
+        took < Duration::from_secs(30),
+        "woken by the skip record, not the timeout ({took:?})"
+    );
+}
+
+#[test]
+fn a_peer_cannot_steer_msg_ring_wakes_into_other_rings() {
+    use shmcast::core::Regions;
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::Ordering::SeqCst;
+    // An io_uring of "the application" that no receiver sleeps in.
+    let app = io_uring::IoUring::new(8).unwrap();
+    let name = unique("steer");
+    let ch = ChannelBuilder::new(&name)
+        .mode(Mode::Broadcast)
+        .capacity(8)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let tx = ch.sender().unwrap();
+    let ring = ch.ring();
+    // A peer dresses up a free entry, and then a real receiver's entry, as
+    // msg-ring sleepers pointing at the application's ring, and sets their
+    // waiter bits.
+    let rx = ch.receiver().unwrap();
+    let me = rustix::process::getpid().as_raw_nonzero().get() as u64;
+    for i in [rx.id().index(), 5] {
+        let e = ring.regions().entry(i);
+        e.notify_info
+            .store(me << 32 | app.as_raw_fd() as u64, SeqCst);
+        e.backend.store(BackendKind::MsgRing.code(), SeqCst);
+        ring.regions().waiter_word(0).fetch_or(1 << i, SeqCst);
+    }
+    tx.send(b"x").unwrap();
+    let st = tx.stats();
+    assert_eq!(
+        st.ring_wakes, 0,
+        "no MSG_RING into a ring that is not a receiver's: {st:?}"
+    );
+    let mut app = app;
+    assert_eq!(
+        app.completion().count(),
+        0,
+        "the application's ring got nothing"
+    );
+}

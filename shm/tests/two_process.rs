@@ -337,7 +337,14 @@ fn rfc_targeted_unicast_delivery() {
         .unwrap();
     let other = ch.receiver().unwrap();
     let mut target = Running::spawn(peer(&recv_args(&name, "1")));
-    let id = target.line().strip_prefix("joined ").unwrap().to_owned();
+    let id = target
+        .line()
+        .strip_prefix("joined ")
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned();
     let (code, _, err) = run(&["send", &name, "--count", "1", "--target", &id], LIMIT);
     assert_eq!(code, 0, "{err}");
     let (code, out, _) = target.finish(LIMIT);
@@ -381,7 +388,15 @@ fn rfc_detach() {
     // A receiver process joins, reads one message and exits (detaches)
     // while one more is unread: its head must stop holding the ring.
     let mut r = Running::spawn(peer(&recv_args(&name, "1")));
-    let id: u32 = r.line().strip_prefix("joined ").unwrap().parse().unwrap();
+    let id: u32 = r
+        .line()
+        .strip_prefix("joined ")
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     tx.try_send(&[0u8; 16]).unwrap();
     tx.try_send(&[1u8; 16]).unwrap();
     assert_eq!(r.finish(LIMIT).0, 0);

@@ -39,10 +39,18 @@ pub fn wait(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<(), SleepEr
     Ok(())
 }
 
-/// Reset the counter (non-blocking read; nothing to read is fine).
+/// Reset the counter. Never blocks: every process of the channel shares
+/// this eventfd's open file description, so a peer could clear its
+/// `O_NONBLOCK`; the read asks for `RWF_NOWAIT` itself (nothing to read is
+/// fine).
 pub fn drain(fd: BorrowedFd<'_>) {
     let mut buf = [0u8; 8];
-    let _ = rustix::io::read(fd, &mut buf);
+    let _ = rustix::io::preadv2(
+        fd,
+        &mut [std::io::IoSliceMut::new(&mut buf)],
+        u64::MAX,
+        rustix::io::ReadWriteFlags::NOWAIT,
+    );
 }
 
 /// `write(fd, 1)`: signal the receiver.

@@ -34,7 +34,7 @@ pub mod uring;
 mod waker;
 
 pub use error::{SleepError, Unsupported, WakeError};
-pub use probe::{probe, select, Probe, Selection};
+pub use probe::{allow_ptrace_from_peers, probe, select, Probe, Selection};
 pub use sleeper::Sleeper;
 pub use waker::{WakeStats, Waker};
 

@@ -9,6 +9,21 @@ use io_uring::{opcode, IoUring, Probe as OpProbe};
 
 use crate::{BackendKind, Unsupported, ENV_BACKEND};
 
+const YAMA_1: &str = "Yama kernel.yama.ptrace_scope=1 lets only ancestors pidfd_getfd this process's ring; call shmcast_uring_notify::allow_ptrace_from_peers() to allow any process of this uid (PR_SET_PTRACER_ANY)";
+
+static PTRACE_ALLOWED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Let any process of our uid take this process's receiver rings with
+/// `pidfd_getfd`, which `MSG_RING` producers need under Yama
+/// `ptrace_scope=1`: `prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY)`. This
+/// relaxes ptrace protection for the whole process (any same-uid process
+/// may then ptrace it), so it is never done implicitly.
+pub fn allow_ptrace_from_peers() -> Result<(), rustix::io::Errno> {
+    rustix::process::set_ptracer(rustix::process::PTracer::Any)?;
+    PTRACE_ALLOWED.store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
 /// What the probe found.
 #[derive(Clone, Debug)]
 pub struct Probe {
@@ -91,6 +106,16 @@ impl Probe {
                 Ok(()) => Ok(()),
             },
             BackendKind::MsgRing => match (&self.uring, &self.pidfd_getfd) {
+                (Ok(()), Err(r))
+                    if r.as_str() == YAMA_1
+                        && PTRACE_ALLOWED.load(std::sync::atomic::Ordering::Relaxed) =>
+                {
+                    if self.msg_ring_op {
+                        Ok(())
+                    } else {
+                        no("the kernel lacks IORING_OP_MSG_RING (Linux 5.18+)".into())
+                    }
+                }
                 (Err(r), _) | (_, Err(r)) => no(r.clone()),
                 (Ok(()), Ok(())) if !self.msg_ring_op => {
                     no("the kernel lacks IORING_OP_MSG_RING (Linux 5.18+)".into())

@@ -1,7 +1,7 @@
 //! The receiver side: sleep in the chosen backend until woken or a timeout.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use shmcast_core::atomic::AtomicU32;
@@ -62,14 +62,13 @@ impl Sleeper {
             let msg_ring = self.kind == BackendKind::MsgRing;
             let fd = self.ring_waiter_mut()?.fd();
             if msg_ring {
-                allow_peers_to_take_our_ring();
                 info = ((rustix::process::getpid().as_raw_nonzero().get() as u64) << 32)
                     | fd as u32 as u64;
             }
         }
         entry.notify_info.store(info, Release);
-        // ORDERING: Release; producers read it (Relaxed) only after the
-        // eventcount handshake, which orders it anyway.
+        // ORDERING: Release; pairs with the producer's Acquire load of
+        // `backend` in Waker::wake, which then sees this `notify_info` too.
         // The backend code in the low byte, a serial above it: a ring
         // re-created at the same fd number (the receiver moved threads)
         // publishes a new word, so producers drop their dup of the old ring.
@@ -121,25 +120,17 @@ impl Sleeper {
                 let moved = slot.as_ref().is_none_or(|w| !w.on_owner_thread());
                 if moved {
                     // DEFER_TASKRUN rings belong to their creating thread:
-                    // make one here and tell producers where it is.
+                    // make one here and tell producers where it is. A
+                    // producer may have read the old ring from our entry
+                    // after our waiter bit was set, so return (a spurious
+                    // wake): the caller re-announces the sleep, and every
+                    // wake from then on reads the new entry.
                     self.publish(ring, id)?;
+                    return Ok(());
                 }
                 self.ring_waiter_mut()?
                     .sleep(word, token.expected(), bitset, timeout)
             }
         }
     }
-}
-
-/// Under Yama `ptrace_scope=1`, only ancestors may `pidfd_getfd` us; let
-/// any process of our uid take our ring fd (what `MSG_RING` producers need).
-fn allow_peers_to_take_our_ring() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let scope =
-            std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").unwrap_or_default();
-        if scope.trim() == "1" {
-            let _ = rustix::process::set_ptracer(rustix::process::PTracer::Any);
-        }
-    });
 }

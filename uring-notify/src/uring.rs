@@ -67,16 +67,42 @@ impl std::fmt::Debug for RingWaiter {
     }
 }
 
+/// The ring fds our own receivers sleep in: a `MSG_RING` producer that
+/// finds its own pid in a subscriber entry only posts into one of these, so
+/// a peer cannot steer it into another ring of this process.
+fn own_rings() -> &'static std::sync::Mutex<std::collections::HashSet<RawFd>> {
+    static RINGS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<RawFd>>> =
+        std::sync::OnceLock::new();
+    RINGS.get_or_init(Default::default)
+}
+
+/// Whether `fd` is a ring one of this process's receivers sleeps in.
+pub fn is_own_receiver_ring(fd: RawFd) -> bool {
+    own_rings().lock().map(|s| s.contains(&fd)).unwrap_or(false)
+}
+
+impl Drop for RingWaiter {
+    fn drop(&mut self) {
+        if let Ok(mut s) = own_rings().lock() {
+            s.remove(&self.fd());
+        }
+    }
+}
+
 impl RingWaiter {
     /// A new ring for the calling thread. `futex_op` says whether
     /// `IORING_OP_FUTEX_WAIT` may be used (kernel 6.7+).
     pub fn new(futex_op: bool) -> Result<Self, Errno> {
-        Ok(RingWaiter {
+        let w = RingWaiter {
             ring: receiver_ring(64)?,
             thread: std::thread::current().id(),
             futex_op,
             armed: None,
-        })
+        };
+        if let Ok(mut s) = own_rings().lock() {
+            s.insert(w.fd());
+        }
+        Ok(w)
     }
 
     /// The ring's fd (what a `MSG_RING` producer targets).
@@ -262,8 +288,10 @@ impl Batch {
         if self.queued == 0 {
             return Ok(0);
         }
-        self.queued = 0;
+        // On error the SQEs stay queued; the caller must then drop this
+        // batch (their fd numbers are only valid during this wake).
         self.ring.submit().map_err(errno)?;
+        self.queued = 0;
         let mut failed = 0;
         for cqe in self.ring.completion() {
             if cqe.result() < 0 || cqueue::more(cqe.flags()) {

@@ -68,7 +68,18 @@ impl Waker {
             let pid = Pid::from_raw((info >> 32) as i32)?;
             self.stats.setup_syscalls += 2;
             let pidfd = pidfd_open(pid, PidfdFlags::empty()).ok()?;
-            let fd = pidfd_getfd(&pidfd, info as u32 as i32, PidfdGetfdFlags::empty()).ok()?;
+            let raw = info as u32 as i32;
+            // Never trust the pid and fd a peer published: only post into a
+            // ring of one of our own receivers when the pid is ours, and
+            // only into an io_uring otherwise.
+            if pid == rustix::process::getpid() && !crate::uring::is_own_receiver_ring(raw) {
+                return None;
+            }
+            let fd = pidfd_getfd(&pidfd, raw, PidfdGetfdFlags::empty()).ok()?;
+            let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+            if link.as_os_str() != "anon_inode:[io_uring]" {
+                return None;
+            }
             self.rings.insert(index, (key, fd));
         }
         self.rings.get(&index).map(|(_, fd)| fd.as_raw_fd())
@@ -79,7 +90,7 @@ impl Waker {
     /// the common cases: one `FUTEX_WAKE(_BITSET)` when every sleeper waits
     /// on a futex word, one `io_uring_enter` carrying every SQE otherwise.
     pub fn wake<R: Regions>(&mut self, ring: &Ring<R>, set: &WakeSet) -> Result<(), WakeError> {
-        use std::sync::atomic::Ordering::Relaxed;
+        use std::sync::atomic::Ordering::{Acquire, Relaxed};
         self.stats.checks += 1;
         if set.is_empty() {
             self.stats.skipped += 1;
@@ -91,9 +102,19 @@ impl Waker {
         for id in set.receivers() {
             self.stats.woken += 1;
             let entry = ring.regions().entry(id.index());
-            // Untrusted: an unknown code is treated as a futex sleeper.
-            let backend_word = entry.backend.load(Relaxed);
-            let kind = BackendKind::from_code(backend_word & 0xff).unwrap_or(BackendKind::Futex);
+            // Untrusted: an unknown code is treated as a futex sleeper, and
+            // so is any bit that does not belong to an attached receiver (a
+            // peer may set waiter bits and write entries at will; a futex
+            // wake of a word in the ring is harmless, an fd-based one not).
+            // ORDERING: Acquire; pairs with the Release store of `backend`
+            // in Sleeper::publish, which follows its `notify_info` store, so
+            // the pair read below is consistent.
+            let backend_word = entry.backend.load(Acquire);
+            let kind = if ring.is_receiver(id) {
+                BackendKind::from_code(backend_word & 0xff).unwrap_or(BackendKind::Futex)
+            } else {
+                BackendKind::Futex
+            };
             let mut by_futex = kind.woken_by_futex();
             match kind {
                 BackendKind::Eventfd => {
@@ -129,10 +150,13 @@ impl Waker {
                         (Some(fd), Some(b)) => b.msg_ring(fd, id.0 as u64).is_ok(),
                         _ => false,
                     };
-                    // Cannot reach its ring: its armed FUTEX_WAIT hears a futex wake.
+                    // Also wake its word when the kernel has io_uring futex
+                    // ops: its armed FUTEX_WAIT hears it (a failed MSG_RING,
+                    // or one we could not send, is then no lost wake), and
+                    // the FUTEX_WAKE rides in the same io_uring_enter.
                     self.stats.ring_wakes += sent as u64;
                     queued |= sent;
-                    by_futex |= !sent;
+                    by_futex |= !sent || probe().futex_ops;
                 }
                 BackendKind::Futex | BackendKind::UringFutex => {}
             }
@@ -145,6 +169,7 @@ impl Waker {
             }
         }
         let word = ring.broadcast_wake_word();
+        let mut submit_error = None;
         if queued {
             // Fold the futex wakes into the same io_uring_enter when the
             // kernel has IORING_OP_FUTEX_WAKE.
@@ -157,11 +182,19 @@ impl Waker {
                 futex_words.retain(|w| b.futex_wake(w, 1, futex::MATCH_ANY).is_err());
             }
             self.stats.syscalls += 1;
-            let failed = b.submit().map_err(|errno| WakeError::Io {
-                op: "io_uring_enter",
-                errno,
-            })?;
-            self.stats.failures += failed as u64;
+            match b.submit() {
+                Ok(failed) => self.stats.failures += failed as u64,
+                Err(errno) => {
+                    // The SQEs may still be queued, naming fds valid only
+                    // now: drop the ring. Finish the futex wakes first.
+                    self.batch = None;
+                    self.stats.failures += 1;
+                    submit_error = Some(WakeError::Io {
+                        op: "io_uring_enter",
+                        errno,
+                    });
+                }
+            }
         }
         if futex_mask != 0 {
             self.stats.syscalls += 1;
@@ -177,6 +210,6 @@ impl Waker {
                 errno,
             })?;
         }
-        Ok(())
+        submit_error.map_or(Ok(()), Err)
     }
 }

@@ -11,7 +11,7 @@
 use crate::error::TryRecvError;
 use crate::receiver::{MessageInfo, Receiver, SlotSnapshot};
 use crate::storage::Regions;
-use crate::sync::atomic::Ordering::*;
+use crate::sync::atomic::{fence, Ordering::*};
 use crate::sync::Backoff;
 
 pub(crate) fn try_recv<R: Regions>(
@@ -28,9 +28,11 @@ pub(crate) fn try_recv<R: Regions>(
     for _ in 0..(4 * geo.capacity() + 64) {
         let h = hdr.head.load(Relaxed);
         let slot = ring.regions.slot(geo.slot_of(h));
-        // ORDERING(publish): Acquire; pairs with the Release store of seq in
+        // ORDERING(publish): Relaxed load + Acquire fence (the data region
+        // may be mapped read-only); pairs with the Release store of seq in
         // Producer::publish.
-        let seq = slot.seq.load(Acquire);
+        let seq = slot.seq.load(Relaxed);
+        fence(Acquire);
         if seq != h.wrapping_add(1) {
             let ahead = seq.wrapping_sub(h.wrapping_add(1));
             if ahead != 0 && ahead < (1 << 63) {
