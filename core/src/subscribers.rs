@@ -114,7 +114,7 @@ impl<R: Regions> Ring<R> {
                     Mode::Multicast => {}
                 }
                 // ORDERING(entry): Release; pairs with the Acquire state load
-                // in `raise_min_head` (and `is_receiver`), so a scan that sees
+                // in `raise_min_head`, so a scan that sees
                 // ACTIVE also sees the provisional local_head.
                 entry
                     .state
