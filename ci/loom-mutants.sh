@@ -26,6 +26,15 @@ target=${MUTANT_TARGET_DIR:-$root/target/loom-mutants}
 case $target in /*) ;; *) target=$root/$target ;; esac
 logs=${LOGS:-$root/target/loom-mutants/logs}
 timeout_s=${MUTANT_TIMEOUT:-300}
+
+# A first run seeds its target dir with a copy of the suite's, for the
+# dependencies (loom and the rest, built with the same RUSTFLAGS). The
+# workspace members in it are rebuilt all the same: the scratch sources
+# below are newer than any artifact.
+if [ ! -e "$target" ] && [ -d "$root/target/loom/release" ]; then
+    mkdir -p "$(dirname "$target")"
+    cp -a "$root/target/loom" "$target"
+fi
 mkdir -p "$logs"
 
 # Scratch copy of the workspace: everything but target/ and .git/. `-m`
@@ -35,7 +44,7 @@ scratch=$(mktemp -d "${TMPDIR:-/tmp}/shmcast-mutants.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 tar -C "$root" --exclude=./target --exclude=./.git -cf - . | tar -C "$scratch" -xmf -
 
-export RUSTFLAGS="--cfg loom -C debug_assertions ${RUSTFLAGS:-}"
+export RUSTFLAGS="--cfg loom -C debug_assertions${RUSTFLAGS:+ $RUSTFLAGS}"
 export LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2}
 export CARGO_TERM_COLOR=never
 # Name the source lines of the two accesses in a causality violation.

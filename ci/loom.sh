@@ -8,11 +8,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export RUSTFLAGS="--cfg loom -C debug_assertions ${RUSTFLAGS:-}"
+user_rustflags=${RUSTFLAGS:-}
 export LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2}
 
 started=$(date +%s)
-cargo test -p shmcast-loom-tests --release --target-dir target/loom -- --nocapture
+# ci/loom-mutants.sh builds with the very same flags, so that it can reuse
+# the dependencies built here.
+RUSTFLAGS="--cfg loom -C debug_assertions${user_rustflags:+ $user_rustflags}" \
+    cargo test -p shmcast-loom-tests --release --target-dir target/loom -- --nocapture
 suite=$(($(date +%s) - started))
 echo "loom suite: ${suite}s (LOOM_MAX_PREEMPTIONS=$LOOM_MAX_PREEMPTIONS)"
 
@@ -20,5 +23,5 @@ if [ "${SKIP_MUTANTS:-0}" = 1 ]; then
     exit 0
 fi
 started=$(date +%s)
-ci/loom-mutants.sh
+RUSTFLAGS=$user_rustflags ci/loom-mutants.sh
 echo "loom suite: ${suite}s, mutants: $(($(date +%s) - started))s"
