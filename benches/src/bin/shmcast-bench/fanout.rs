@@ -46,7 +46,7 @@ use shmcast_benches::report::{Table, XAxis};
 use shmcast_benches::sys::{self, now_ns, thread_cpu_ns, Arena};
 use shmcast_benches::worker::{record, Args, Control, Worker};
 
-use crate::p2p::{capacity, sink};
+use crate::p2p::{capacity, sink, Sunk};
 use crate::{
     channel_name, count_for, med, op, progress, ratio_median, size_label, val, x, Goal, Mech, Plan,
     Res, Section,
@@ -93,7 +93,8 @@ struct Run {
     cpu: f64,
     /// Sender wall time per message (ns).
     wall: f64,
-    /// Median over receivers of each one's receive rate (messages/s).
+    /// Median over receivers of each one's receive rate (messages/s; each
+    /// the median over chunks of its run).
     rate: f64,
     /// shmcast: wake syscalls per message.
     wakes: f64,
@@ -327,16 +328,16 @@ fn bcast_run(s: &mut Senders, m: Mech, n: usize, msgs: usize, msg: &mut [u8]) ->
     let mut rates = Vec::with_capacity(n);
     for w in &mut s.workers[..n] {
         let r = expect(w, op::DONE)?;
-        let (first, last, count, bad) = (r[1], r[2], r[3], r[4]);
-        if bad != 0 || count != msgs as u64 {
+        let (sunk, count) = (Sunk::from_record(&r), r[5]);
+        if sunk.bad != 0 || count != msgs as u64 {
             return Err(format!(
-                "{}: a receiver got {count} of {msgs} messages, {bad} out of order",
-                m.name()
+                "{}: a receiver got {count} of {msgs} messages, {} out of order",
+                m.name(),
+                sunk.bad
             )
             .into());
         }
-        let span = last.saturating_sub(first).max(1);
-        rates.push((count.saturating_sub(1)) as f64 * 1e9 / span as f64);
+        rates.push(1e9 / sunk.chunk_ns);
     }
     let rate = med(&rates).unwrap_or(f64::NAN);
     Ok(Clocks::run_since(&start, &end, msgs, rate))
@@ -402,7 +403,7 @@ pub(crate) fn worker(args: &Args) -> Res<()> {
             (op::QUIT, _) => break,
             (op::BCAST, Some(m)) => {
                 let n = cmd[2];
-                let (first, last, bad) = match m {
+                let sunk = match m {
                     Mech::Pipe => {
                         ctl.reply(record(&[op::READY]))?;
                         sink(&mut pipe, &mut buf, n)
@@ -427,7 +428,7 @@ pub(crate) fn worker(args: &Args) -> Res<()> {
                     }
                     _ => return Err(format!("fan worker: bad mechanism {}", cmd[1]).into()),
                 };
-                ctl.reply(record(&[op::DONE, first, last, n, bad]))?;
+                ctl.reply(sunk.record(n))?;
             }
             (op::MCAST, Some(m)) => {
                 let mut rx = ShmcastRx {

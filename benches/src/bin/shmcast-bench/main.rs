@@ -222,7 +222,7 @@ impl Plan {
                 tp_sizes,
                 tp_producers: vec![1, 2, 4],
                 tp_blocks: 3,
-                tp_msgs: (1024 * MIB, 250_000, 8_000_000),
+                tp_msgs: (256 * MIB, 100_000, 2_000_000),
             },
         }
     }

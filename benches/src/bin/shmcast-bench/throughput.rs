@@ -7,7 +7,10 @@
 //! its publish: the receiver then waits for that producer's next slice,
 //! which these numbers include). The receiver is this process, on the other
 //! CPU, busy-polling `try_recv` and checking each producer's sequence
-//! numbers. Rate = messages / (receiver's last receive − start signal).
+//! numbers, with a timestamp every 1/32 of the run. Rate = 1 / the median
+//! ns/message over those chunks (load outside the bench preempts one side
+//! for milliseconds at a time; a preempted chunk is then an outlier, not
+//! part of a mean).
 //!
 //! For scale, one producer also streams through the raw SPSC ring of the
 //! same capacity (the floor of section a): same hand-off per message (a
@@ -21,6 +24,7 @@ use shmcast_benches::mech::{
     seq_of, stamp, RingLayout, Rx, RxMode, ShmcastRx, SpscRx, SpscTx, Tx, Wait, Waiter,
 };
 use shmcast_benches::report::Table;
+use shmcast_benches::stats;
 use shmcast_benches::sys::{self, now_ns, Arena};
 use shmcast_benches::worker::{record, Args, Control, Worker};
 
@@ -197,7 +201,6 @@ fn one(workers: &mut [Worker], rx: &mut dyn Rx, c: Config, size: usize, total: u
     for w in &mut workers[..c.producers] {
         expect(w, op::READY)?;
     }
-    let t0 = now_ns();
     for w in &mut workers[..c.producers] {
         w.send(record(&[op::GO]))?;
     }
@@ -205,7 +208,13 @@ fn one(workers: &mut [Worker], rx: &mut dyn Rx, c: Config, size: usize, total: u
     let mut next = [0u64; 64];
     let mut bad = 0u64;
     let mask = (1u64 << PRODUCER_SHIFT) - 1;
-    for _ in 0..per * c.producers as u64 {
+    let total = per * c.producers as u64;
+    let chunk = stats::chunk_len(total);
+    let mut stamps = Vec::with_capacity((total / chunk) as usize + 2);
+    for i in 0..total {
+        if i % chunk == 0 {
+            stamps.push(now_ns());
+        }
         rx.recv(&mut buf);
         let s = seq_of(&buf);
         match next.get_mut((s >> PRODUCER_SHIFT) as usize) {
@@ -213,14 +222,13 @@ fn one(workers: &mut [Worker], rx: &mut dyn Rx, c: Config, size: usize, total: u
             _ => bad += 1,
         }
     }
-    let t1 = now_ns();
     for w in &mut workers[..c.producers] {
         expect(w, op::DONE)?;
     }
     if bad != 0 {
         return Err(format!("throughput: {bad} messages out of order or unknown").into());
     }
-    Ok((per * c.producers as u64) as f64 * 1e9 / t1.saturating_sub(t0).max(1) as f64)
+    Ok(1e9 / stats::chunk_median(&stamps, chunk))
 }
 
 /// The worker: a producer attached to every throughput channel (and the
@@ -411,7 +419,8 @@ fn section(plan: &Plan, configs: &[Config], results: &[Vec<f64>]) -> Section {
             "{} blocks; {}..{} messages per run depending on size; producers on CPU {} (sharing \
              it when P > 1), the receiver on CPU {} busy-polling try_recv (one message per \
              call; shmcast has no batch receive). \"batch\": try_send_batch of {BATCH} messages \
-             (one claim). Ring: ~1 MiB of slots.",
+             (one claim). Ring: ~1 MiB of slots. Rate: the receiver timestamps every 1/32 of \
+             the run; the median chunk, then the median over blocks.",
             plan.tp_blocks, plan.tp_msgs.1, plan.tp_msgs.2, plan.cpu_send, plan.cpu_recv
         )],
         tables: vec![msgs, gbs],
