@@ -185,7 +185,7 @@ impl Table {
         // Two chart types (log or linear y): draw through one generic helper.
         if self.log_y {
             let mut chart = builder.build_cartesian_2d(
-                (xmin..xmax).log_scale(),
+                (xmin..xmax).log_scale().base(2.0),
                 (ymin / 1.5..ymax * 1.5).log_scale(),
             )?;
             chart
@@ -199,7 +199,7 @@ impl Table {
         } else {
             let span = (ymax - ymin).max(ymax.abs() * 0.1).max(1e-9);
             let mut chart = builder.build_cartesian_2d(
-                (xmin..xmax).log_scale(),
+                (xmin..xmax).log_scale().base(2.0),
                 (ymin - span * 0.1).min(0.0)..ymax + span * 0.1,
             )?;
             chart
