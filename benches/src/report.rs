@@ -148,8 +148,11 @@ impl Table {
             .filter(|v| v.is_finite() && (*v > 0.0 || !self.log_y))
             .collect();
         let xs: Vec<f64> = self.rows.iter().map(|r| r.x).filter(|x| *x > 0.0).collect();
-        let root = SVGBackend::new(path, (900, 540)).into_drawing_area();
+        let root = SVGBackend::new(path, (1000, 540)).into_drawing_area();
         root.fill(&WHITE)?;
+        // The plot on the left, the legend in a column of its own on the
+        // right (inside the plot it would hide lines).
+        let (plot_area, legend_area) = root.split_horizontally(760);
         if values.is_empty() || xs.is_empty() {
             root.titled(&format!("{} — no data", self.title), ("sans-serif", 20))?;
             root.present()?;
@@ -159,7 +162,7 @@ impl Table {
         let (xmin, xmax) = (xmin / 1.3, xmax * 1.3);
         let (ymin, ymax) = bounds(&values);
         let caption = format!("{} ({})", self.title, self.unit);
-        let mut builder = ChartBuilder::on(&root);
+        let mut builder = ChartBuilder::on(&plot_area);
         builder
             .caption(caption, ("sans-serif", 18))
             .margin(12)
@@ -190,6 +193,8 @@ impl Table {
             )?;
             chart
                 .configure_mesh()
+                .bold_line_style(GRID_BOLD)
+                .light_line_style(GRID_LIGHT)
                 .x_desc(x_desc)
                 .y_desc(y_desc)
                 .x_label_formatter(&x_fmt)
@@ -204,12 +209,23 @@ impl Table {
             )?;
             chart
                 .configure_mesh()
+                .bold_line_style(GRID_BOLD)
+                .light_line_style(GRID_LIGHT)
                 .x_desc(x_desc)
                 .y_desc(y_desc)
                 .x_label_formatter(&x_fmt)
                 .y_label_formatter(&y_fmt)
                 .draw()?;
             self.draw_lines(&mut chart)?;
+        }
+        for (i, name) in self.columns.iter().enumerate() {
+            let y = 60 + 22 * i as i32;
+            let color = Palette99::pick(i).to_rgba();
+            legend_area.draw(&PathElement::new(
+                vec![(8, y), (32, y)],
+                color.stroke_width(2),
+            ))?;
+            legend_area.draw(&Text::new(name.clone(), (40, y - 7), ("sans-serif", 13)))?;
         }
         root.present()?;
         Ok(())
@@ -223,7 +239,7 @@ impl Table {
         X: Ranged<ValueType = f64>,
         Y: Ranged<ValueType = f64>,
     {
-        for (i, name) in self.columns.iter().enumerate() {
+        for i in 0..self.columns.len() {
             let points: Vec<(f64, f64)> = self
                 .rows
                 .iter()
@@ -234,17 +250,8 @@ impl Table {
                 continue;
             }
             let color = Palette99::pick(i).to_rgba();
-            chart
-                .draw_series(LineSeries::new(points, color.stroke_width(2)).point_size(3))?
-                .label(name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            chart.draw_series(LineSeries::new(points, color.stroke_width(2)).point_size(3))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
         Ok(())
     }
 
@@ -256,6 +263,10 @@ impl Table {
         self.svg(&dir.join(format!("{}.svg", self.name)))
     }
 }
+
+/// Grid lines: plain greys (some SVG renderers ignore opacity).
+const GRID_BOLD: RGBColor = RGBColor(200, 200, 200);
+const GRID_LIGHT: RGBColor = RGBColor(238, 238, 238);
 
 fn bounds(v: &[f64]) -> (f64, f64) {
     let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
