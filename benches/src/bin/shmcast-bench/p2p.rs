@@ -94,12 +94,9 @@ const PAIRS: usize = 1 + BackendKind::ALL.len();
 
 /// The shmcast channel pair of a mechanism: 0 for the busy-poll and default
 /// `recv` modes, `1 + i` for sleeping in `BackendKind::ALL[i]`. Receivers
-/// keep the backend they were created with: switching a receiver away from
-/// msg-ring with `set_backend` while a peer process holds its ring (taken
-/// with `pidfd_getfd` to post `MSG_RING`) leaves that ring's armed
-/// `FUTEX_WAIT` on the wake word, which then swallows the one-waiter
-/// `FUTEX_WAKE` meant for the receiver (both processes hang; found by this
-/// bench).
+/// keep the backend they were created with, so a run measures one backend
+/// and nothing else. (Switching with `set_backend` from msg-ring to futex
+/// lost a wake across processes at `534705c`; see `results/README.md`.)
 fn pair_of(m: Mech) -> usize {
     match m {
         Mech::ShmcastSleep(k) => {
