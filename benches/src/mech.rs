@@ -223,10 +223,10 @@ impl RingView {
 
     fn word(&self, at: usize) -> &AtomicU64 {
         debug_assert!(at + 8 <= self.lay.bytes() && at % 8 == 0);
-        // SAFETY: `at` is 8-aligned inside the ring (callers pass SLOTS_AT +
-        // k * stride with 64-byte strides, or 0), the ring lies inside the
-        // arena (checked by `Arena::at` in `new`) and the arena, page-aligned
-        // and kept alive by `self._arena`, outlives the reference. Every
+        // `at` is 8-aligned inside the ring (callers pass SLOTS_AT + k *
+        // stride with 64-byte strides, or 0); the ring lies inside the arena
+        // (checked by `Arena::at` in `new`), which `self._arena` keeps mapped.
+        // SAFETY: aligned, in bounds and alive while `self` is (above); every
         // process touches this word only atomically.
         unsafe { AtomicU64::from_ptr(self.base.add(at).cast::<u64>()) }
     }
@@ -312,10 +312,11 @@ impl Tx for SpscTx {
             }
         }
         let p = self.ring.payload(self.tail);
-        // SAFETY: position `tail` belongs to us: the consumer released it
-        // (head > tail - capacity, read with Acquire above or earlier) and
-        // will not read it before the Release store of seq below. The range
-        // lies in the slot (msg.len() <= lay.msg, asserted).
+        // Position `tail` belongs to us: the consumer released it (head >
+        // tail - capacity, read with Acquire above or earlier) and will not
+        // read it before the Release store of seq below.
+        // SAFETY: no one else accesses these bytes now (above), and they lie
+        // in the slot (msg.len() <= lay.msg, asserted).
         unsafe { std::slice::from_raw_parts_mut(p, msg.len()) }.copy_from_slice(msg);
         // Release: publishes the payload to the consumer's Acquire load.
         self.ring
@@ -338,9 +339,10 @@ impl Rx for SpscRx {
         }
         let n = buf.len().min(self.ring.lay.msg);
         let p = self.ring.payload(h);
-        // SAFETY: position h is published (seq == h + 1, Acquire) and the
-        // producer does not rewrite it before our Release store of head
-        // below; n <= lay.msg keeps the range inside the slot.
+        // Position h is published (seq == h + 1, Acquire) and the producer
+        // does not rewrite it before our Release store of head below.
+        // SAFETY: nobody writes these bytes now (above); n <= lay.msg keeps
+        // the range inside the slot.
         buf[..n].copy_from_slice(unsafe { std::slice::from_raw_parts(p, n) });
         // Release: our read of the slot happens before its reuse.
         self.ring.head().store(h + 1, Ordering::Release);

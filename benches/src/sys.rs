@@ -166,9 +166,10 @@ impl Arena {
 
 impl Drop for Arena {
     fn drop(&mut self) {
+        // Every pointer handed out by `at` is used only by objects that hold
+        // an `Rc<Arena>`, so none outlives this.
         // SAFETY: ptr/len are exactly the mapping made in `map`, unmapped
-        // once here. Every pointer handed out by `at` is used only by objects
-        // that hold an `Rc<Arena>`, so none outlives this.
+        // once, here.
         let _ = unsafe { munmap(self.ptr.as_ptr().cast::<c_void>(), self.len) };
     }
 }
@@ -194,9 +195,9 @@ pub fn take_inherited_fd(raw: RawFd) -> io::Result<OwnedFd> {
     // before ownership is taken.
     let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
     fcntl_getfd(borrowed)?;
-    // SAFETY: `raw` is open (checked) and was inherited for this process
-    // alone; the worker takes each number it was given once, so no other
-    // owner of this fd exists in this process.
+    // `raw` was inherited for this process alone, and the worker takes each
+    // number it was given once.
+    // SAFETY: `raw` is open (checked) and has no other owner here (above).
     let owned = unsafe { OwnedFd::from_raw_fd(raw) };
     fcntl_setfd(&owned, FdFlags::CLOEXEC)?;
     Ok(owned)
