@@ -280,10 +280,13 @@ impl Oracle {
         self.recv(r)
     }
 
-    /// The re-check of `prepare_wait`: closed, or a record (any record:
-    /// a skip or a message for someone else ends a wait too) at the head.
+    /// The re-check of `prepare_wait`: closed, in unicast the last sender
+    /// gone, or a record (any record: a skip or a message for someone else
+    /// ends a wait too) at the head.
     pub fn ready(&mut self, r: u32) -> bool {
-        self.closed || !self.queue_of(r).is_empty()
+        self.closed
+            || (self.mode == Mode::Unicast && self.senders_gone())
+            || !self.queue_of(r).is_empty()
     }
 
     /// `prepare_wait` by `r`, whose token would expect `expected`:
