@@ -50,19 +50,35 @@ unsafe fn word<'a>(base: *mut u8, at: usize) -> &'a AtomicU64 {
 pub(crate) unsafe fn store_bytes(base: *mut u8, offset: usize, src: &[u8]) {
     let end = offset + src.len();
     let mut at = offset;
-    while at < end {
+    // A partial first word: merge into what is there.
+    if at % 8 != 0 && at < end {
         let start = at % 8;
         let n = (8 - start).min(end - at);
         // SAFETY: at < end, so the word holding byte `at` is in bounds.
         let w = unsafe { word(base, at) };
-        let mut bytes = if n == 8 {
-            [0u8; 8]
-        } else {
-            w.load(Relaxed).to_ne_bytes()
-        };
-        bytes[start..start + n].copy_from_slice(&src[at - offset..at - offset + n]);
+        let mut bytes = w.load(Relaxed).to_ne_bytes();
+        bytes[start..start + n].copy_from_slice(&src[..n]);
         w.store(u64::from_ne_bytes(bytes), Relaxed);
         at += n;
+    }
+    // Whole words: constant-size conversions, so each is one load from
+    // `src` and one store (no per-word memcpy call).
+    while at + 8 <= end {
+        let i = at - offset;
+        let chunk: [u8; 8] = src[i..i + 8].try_into().expect("8 bytes");
+        let v = u64::from_ne_bytes(chunk);
+        // SAFETY: at + 8 <= end, in bounds; `at` is 8-aligned here.
+        unsafe { word(base, at) }.store(v, Relaxed);
+        at += 8;
+    }
+    // A partial last word.
+    if at < end {
+        let n = end - at;
+        // SAFETY: at < end.
+        let w = unsafe { word(base, at) };
+        let mut bytes = w.load(Relaxed).to_ne_bytes();
+        bytes[..n].copy_from_slice(&src[at - offset..]);
+        w.store(u64::from_ne_bytes(bytes), Relaxed);
     }
 }
 
@@ -77,16 +93,29 @@ pub(crate) unsafe fn store_bytes(base: *mut u8, offset: usize, src: &[u8]) {
 /// point); the bytes read are then unspecified but initialised.
 pub(crate) unsafe fn load_bytes(base: *const u8, offset: usize, dst: &mut [u8]) {
     let end = offset + dst.len();
+    let base = base.cast_mut();
     let mut at = offset;
-    while at < end {
+    if at % 8 != 0 && at < end {
         let start = at % 8;
         let n = (8 - start).min(end - at);
         // SAFETY: as in store_bytes; we only load through the pointer.
-        let bytes = unsafe { word(base.cast_mut(), at) }
-            .load(Relaxed)
-            .to_ne_bytes();
-        dst[at - offset..at - offset + n].copy_from_slice(&bytes[start..start + n]);
+        let bytes = unsafe { word(base, at) }.load(Relaxed).to_ne_bytes();
+        dst[..n].copy_from_slice(&bytes[start..start + n]);
         at += n;
+    }
+    while at + 8 <= end {
+        let i = at - offset;
+        // SAFETY: as in store_bytes; we only load through the pointer.
+        let bytes = unsafe { word(base, at) }.load(Relaxed).to_ne_bytes();
+        let d: &mut [u8; 8] = (&mut dst[i..i + 8]).try_into().expect("8 bytes");
+        *d = bytes;
+        at += 8;
+    }
+    if at < end {
+        let n = end - at;
+        // SAFETY: as in store_bytes; we only load through the pointer.
+        let bytes = unsafe { word(base, at) }.load(Relaxed).to_ne_bytes();
+        dst[at - offset..].copy_from_slice(&bytes[..n]);
     }
 }
 

@@ -200,6 +200,14 @@ impl<R: Regions> Ring<R> {
         crate::wake::wake_after_publish(self, published, None)
     }
 
+    /// The eventcount check after a publish without building a wake set:
+    /// one fence and one load per 64 table entries. `false`: nobody sleeps,
+    /// nothing to do. `true`: call [`Ring::wake_set`].
+    #[inline]
+    pub fn sleepers_after_publish(&self) -> bool {
+        crate::wake::any_sleepers_after_publish(self)
+    }
+
     /// [`Ring::wake_set`] for a message addressed to `target`.
     pub fn wake_set_for(&self, target: SubscriberId) -> WakeSet {
         crate::wake::wake_after_publish(self, 1, Some(target))

@@ -314,6 +314,18 @@ fn pick_round_robin<R: Regions>(ring: &Ring<R>, seen: &[u64], n: u64, set: &mut 
     }
 }
 
+/// The first half of [`wake_after_publish`]: the fence and the bitmap
+/// loads, without building a wake set. `false` means nobody sleeps and
+/// nothing needs doing; `true` means call `wake_set` (which fences and
+/// reads again, then takes the bits).
+pub(crate) fn any_sleepers_after_publish<R: Regions>(ring: &Ring<R>) -> bool {
+    // ORDERING(eventcount): SeqCst fence; pairs with the fence in
+    // Receiver::prepare_wait, exactly as in `wake_after_publish`.
+    fence(SeqCst);
+    (0..ring.geo.bitmap_words())
+        .any(|w| ring.regions.waiter_word(w).load(Relaxed) & table_bits(ring, w) != 0)
+}
+
 /// Wake every sleeper (after `close`).
 pub(crate) fn wake_all<R: Regions>(ring: &Ring<R>) -> WakeSet {
     let words = ring.geo.bitmap_words();

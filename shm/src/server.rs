@@ -88,6 +88,9 @@ pub(crate) struct Server {
 /// nothing holds the server up at most this long.
 const CLIENT_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// The wait for the request of a peer the mode bits grant nothing.
+const NO_RIGHTS_TIMEOUT: Duration = Duration::from_millis(50);
+
 impl Server {
     pub(crate) fn start(name: &str, shared: Arc<Shared>) -> Result<Server, CreateError> {
         let io = |op| move |errno| CreateError::Io { op, errno };
@@ -178,13 +181,18 @@ fn serve(sock: OwnedFd, stop: OwnedFd, shared: Arc<Shared>) {
 fn answer(conn: &OwnedFd, shared: &Shared) {
     let _ = sockopt::set_socket_timeout(conn, sockopt::Timeout::Recv, Some(CLIENT_TIMEOUT));
     let _ = sockopt::set_socket_timeout(conn, sockopt::Timeout::Send, Some(CLIENT_TIMEOUT));
-    // A peer the mode bits grant nothing at all is refused before we wait
-    // for anything it sends.
+    // A peer the mode bits grant nothing at all gets only a short wait for
+    // its request (read so that closing does not reset the connection
+    // under our answer), then its refusal.
     if let Ok(cred) = sockopt::socket_peercred(conn) {
         let (uid, gid) = (cred.uid.as_raw(), cred.gid.as_raw());
         if !shared.policy.allows(uid, gid, Role::Recv)
             && !shared.policy.allows(uid, gid, Role::Send)
         {
+            let _ =
+                sockopt::set_socket_timeout(conn, sockopt::Timeout::Recv, Some(NO_RIGHTS_TIMEOUT));
+            let mut buf = [0u8; MAX_LEN + 1];
+            let _ = fd_passing::recv_with_fds(conn.as_fd(), &mut buf);
             let msg = Message::Refused {
                 reason: RefuseReason::PermissionDenied,
                 uid,

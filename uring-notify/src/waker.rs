@@ -55,6 +55,13 @@ impl Waker {
         self.stats
     }
 
+    /// Count a publish whose check found nobody asleep (the caller used the
+    /// fast check `Ring::sleepers_after_publish` and skipped `wake`).
+    pub fn note_skipped(&mut self) {
+        self.stats.checks += 1;
+        self.stats.skipped += 1;
+    }
+
     fn batch(&mut self) -> Option<&mut Batch> {
         if self.batch.is_none() && probe().uring.is_ok() {
             self.batch = Batch::new().ok();
