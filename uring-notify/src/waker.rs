@@ -73,15 +73,20 @@ impl Waker {
         if self.rings.get(&index).is_none_or(|(k, _)| *k != key) {
             self.rings.remove(&index);
             let pid = Pid::from_raw((info >> 32) as i32)?;
+            let raw = info as u32 as i32;
+            // Never trust the pid and fd a peer published.
+            if pid == rustix::process::getpid() {
+                // A receiver of our own process: with io_uring futex ops its
+                // armed FUTEX_WAIT hears the futex wake, no fd needed (fd
+                // numbers alone are a weak identity). Without them, only a
+                // ring one of our receivers registered.
+                if probe().futex_ops || !crate::uring::is_own_receiver_ring(raw) {
+                    return None;
+                }
+            }
             self.stats.setup_syscalls += 2;
             let pidfd = pidfd_open(pid, PidfdFlags::empty()).ok()?;
-            let raw = info as u32 as i32;
-            // Never trust the pid and fd a peer published: only post into a
-            // ring of one of our own receivers when the pid is ours, and
-            // only into an io_uring otherwise.
-            if pid == rustix::process::getpid() && !crate::uring::is_own_receiver_ring(raw) {
-                return None;
-            }
+            // Another process: only ever into an io_uring instance.
             let fd = pidfd_getfd(&pidfd, raw, PidfdGetfdFlags::empty()).ok()?;
             let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
             if link.as_os_str() != "anon_inode:[io_uring]" {

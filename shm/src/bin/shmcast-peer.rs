@@ -278,8 +278,8 @@ fn send(a: &Args) -> Result<(), String> {
     }
     let st = tx.stats();
     println!(
-        "sent {count} full {full} wake_checks {} skipped {} wake_syscalls {} woken {} syncs {syncs}",
-        st.checks, st.skipped, st.syscalls, st.woken
+        "sent {count} full {full} wake_checks {} skipped {} wake_syscalls {} woken {} ring_wakes {} syncs {syncs}",
+        st.checks, st.skipped, st.syscalls, st.woken, st.ring_wakes
     );
     Ok(())
 }
