@@ -43,6 +43,6 @@ for t in "${TARGETS[@]}"; do
             "reproduce with: cargo +nightly fuzz run -a $t fuzz/artifacts/$t/<file>" >&2
         exit 1
     fi
-    grep -E '^#[0-9]+ +DONE|^stat::(number_of_executed_units|average_exec_per_sec)' "$log" || true
+    grep -E '^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|average_exec_per_sec)' "$log" || true
 done
 echo "fuzz-smoke: ok (${#TARGETS[@]} targets, ${FUZZ_SECONDS}s each)"
