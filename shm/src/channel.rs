@@ -402,7 +402,16 @@ pub fn attach_with(
             .map_err(io("SO_SNDTIMEO"))
     };
     remaining(&sock)?;
-    match connect(&sock, &addr) {
+    let connected = loop {
+        match connect(&sock, &addr) {
+            // Interrupted by a signal: the kernel may finish the connect on
+            // its own; asking again says so (EISCONN) or carries on.
+            Err(Errno::INTR) => continue,
+            Err(Errno::ISCONN) => break Ok(()),
+            r => break r,
+        }
+    };
+    match connected {
         Ok(()) => {}
         Err(Errno::AGAIN | Errno::INPROGRESS | Errno::TIMEDOUT) => {
             return Err(AttachError::Timeout)
