@@ -309,6 +309,17 @@ impl Spin {
     pub const AUTO_DURATION: Duration = Duration::from_micros(10);
 }
 
+/// The blocking counterpart of a `try_recv` error other than `Empty`.
+fn recv_error(e: TryRecvError) -> RecvError {
+    match e {
+        TryRecvError::Closed => RecvError::Closed,
+        TryRecvError::Lagged(n) => RecvError::Lagged(n),
+        TryRecvError::Empty | TryRecvError::Detached | TryRecvError::ZeroCopyUnsupported => {
+            RecvError::Detached
+        }
+    }
+}
+
 /// CPUs online on the machine (not just those this process may run on:
 /// the other parties are other processes, possibly pinned elsewhere).
 fn online_cpus() -> usize {
@@ -508,11 +519,7 @@ impl Receiver {
                 }
                 None
             }
-            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
-            Err(TryRecvError::Lagged(n)) => Some(Err(RecvError::Lagged(n))),
-            Err(TryRecvError::Detached | TryRecvError::ZeroCopyUnsupported) => {
-                Some(Err(RecvError::Detached))
-            }
+            Err(e) => Some(Err(recv_error(e))),
         }
     }
 
@@ -533,7 +540,7 @@ impl Receiver {
                     // Re-check the ring (one `seq` load when empty) every few
                     // pause instructions: a pause costs ~25 ns on our VMs.
                     let until = Instant::now() + budget;
-                    'spin: while Instant::now() < until {
+                    while Instant::now() < until {
                         for _ in 0..16 {
                             for _ in 0..4 {
                                 std::hint::spin_loop();
@@ -541,7 +548,9 @@ impl Receiver {
                             match self.inner.try_recv(buf) {
                                 Ok(m) => return Ok(m),
                                 Err(TryRecvError::Empty) => {}
-                                Err(_) => break 'spin, // the full check below reports it
+                                // Reported as is: a Lagged receiver has
+                                // already moved on, the report is this one.
+                                Err(e) => return Err(recv_error(e)),
                             }
                         }
                     }

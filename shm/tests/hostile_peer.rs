@@ -550,3 +550,29 @@ fn a_server_that_never_accepts_times_out() {
         "bounded by the attach timeout"
     );
 }
+
+#[test]
+fn a_lapped_blocking_receiver_hears_lagged() {
+    use shmcast::core::Regions;
+    use std::sync::atomic::Ordering::SeqCst;
+    let ch = ChannelBuilder::new(unique("lag"))
+        .mode(Mode::Broadcast)
+        .capacity(4)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let tx = ch.sender().unwrap();
+    let rx = ch.receiver().unwrap();
+    for k in 0..3u8 {
+        tx.send(&[k]).unwrap();
+    }
+    // A peer stamps slot 0 with the mark of a later lap (position 4).
+    ch.ring().regions().slot(0).seq.store(4 + 1, SeqCst);
+    let mut buf = [0u8; 8];
+    let r = rx.recv_timeout(&mut buf, Duration::from_secs(5));
+    assert!(
+        matches!(r, Err(shmcast::RecvError::Lagged(n)) if n >= 1),
+        "{r:?}"
+    );
+    assert!(rx.lagged() >= 1);
+}
