@@ -186,6 +186,8 @@ pub struct SubscriberEntry {
     /// Liveness token of the owning process (set by the shm layer).
     pub liveness: AtomicU64,
     /// Producer claim record: first position of the claim in flight.
+    /// Reserved for dead-producer recovery (not written yet: a record
+    /// nobody reads would cost every send two stores).
     pub claim_start: AtomicU64,
     /// Producer claim record: slots in the claim in flight (0 = none).
     pub claim_count: AtomicU32,

@@ -224,7 +224,6 @@ impl<R: Regions> Producer<R> {
         let ring = &self.ring;
         let hdr = ring.regions.header();
         let cap = ring.geo.capacity();
-        let entry = ring.regions.entry(self.joined.id.index());
         if ring.is_closed() {
             return Err(TrySendError::Closed);
         }
@@ -264,11 +263,6 @@ impl<R: Regions> Producer<R> {
                 }
                 return Err(TrySendError::Full);
             }
-            // Claim record, for recovering the positions of a producer that
-            // dies before publishing (robustness issue): written before the
-            // CAS, so a claim that succeeds is always recorded.
-            entry.claim_start.store(tail, Relaxed);
-            entry.claim_count.store(want as u32, Relaxed);
             // ORDERING(claim): Relaxed. The CAS only decides who owns the
             // positions; the edge that makes slot reuse safe is the Acquire
             // load of head above (done by this thread, before this CAS).
@@ -285,7 +279,6 @@ impl<R: Regions> Producer<R> {
 
     fn end_claim(&self, k: u64) {
         let entry = self.ring.regions.entry(self.joined.id.index());
-        entry.claim_count.store(0, Relaxed);
         let sent = self.sent.get().wrapping_add(k);
         self.sent.set(sent);
         entry.sent.store(sent, Relaxed);
@@ -408,12 +401,6 @@ impl<R: Regions> Drop for SendSlot<'_, R> {
     fn drop(&mut self) {
         if !self.done {
             self.producer.publish(self.pos, 0, 0, 0, SLOT_FLAG_SKIP);
-            self.producer
-                .ring
-                .regions
-                .entry(self.producer.joined.id.index())
-                .claim_count
-                .store(0, Relaxed);
         }
     }
 }
