@@ -21,6 +21,19 @@
 //! allows (Rust permits Relaxed atomic loads of at most 8 bytes there).
 //! On x86-64 and aarch64 a Relaxed word load or store is a plain `mov` /
 //! `ldr` / `str`.
+//!
+//! On x86-64, runs of 64 bytes or more go through [`wide::copy_blocks`]
+//! instead: an inline-assembly loop of unaligned 16-byte SSE2 loads and
+//! stores (SSE2 is part of the x86-64 baseline). Measured on the project's
+//! EPYC VM, a 4 KiB copy takes ~85 ns that way against ~140–180 ns word by
+//! word, and 32 KiB ~730 ns against ~1,200 ns (`rep movsb`, which glibc's
+//! `memcpy` uses from a few KiB, took 1.5–2.3 µs for 4 KiB there). The
+//! compiler treats an `asm!` block as opaque code whose effect must be one
+//! some sequence of Rust operations could have had; the loop's is that of
+//! Relaxed 8-byte atomic loads and stores of the same words this module
+//! accesses everywhere else (on the shared side the words are 8-aligned, and
+//! x86-64 performs each aligned quadword of an SSE access atomically), so
+//! the racy-safety argument above is unchanged.
 
 use crate::sync::atomic::Ordering::Relaxed;
 use crate::sync::raw::AtomicU64;
@@ -36,6 +49,79 @@ unsafe fn word<'a>(base: *mut u8, at: usize) -> &'a AtomicU64 {
     // SAFETY: per the contract, base + (at & !7) is 8-aligned, in bounds,
     // and only ever accessed atomically as a u64.
     unsafe { AtomicU64::from_ptr(base.add(at & !7).cast::<u64>()) }
+}
+
+/// The wide copy loop, x86-64 only.
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    /// Bytes per iteration of [`copy_blocks`].
+    pub(super) const BLOCK: usize = 64;
+
+    /// Copy `len` bytes, a non-zero multiple of [`BLOCK`], from `src` to
+    /// `dst` with unaligned 16-byte loads and stores.
+    ///
+    /// # Safety
+    ///
+    /// `src` is valid for reads and `dst` for writes of `len` bytes, the two
+    /// ranges do not overlap, and any range in shared memory starts 8-aligned
+    /// (see the module doc for why racing peers are then harmless).
+    #[inline]
+    pub(super) unsafe fn copy_blocks(dst: *mut u8, src: *const u8, len: usize) {
+        debug_assert!(len != 0 && len % BLOCK == 0);
+        // SAFETY: the loop reads exactly src..src+len and writes exactly
+        // dst..dst+len (len a non-zero multiple of 64, so `sub` reaches 0
+        // and ends it), valid per the contract; it touches no stack and
+        // clobbers only the declared registers and flags.
+        unsafe {
+            core::arch::asm!(
+                "2:",
+                "movdqu {a}, xmmword ptr [{s}]",
+                "movdqu {b}, xmmword ptr [{s} + 16]",
+                "movdqu {c}, xmmword ptr [{s} + 32]",
+                "movdqu {d}, xmmword ptr [{s} + 48]",
+                "movdqu xmmword ptr [{t}], {a}",
+                "movdqu xmmword ptr [{t} + 16], {b}",
+                "movdqu xmmword ptr [{t} + 32], {c}",
+                "movdqu xmmword ptr [{t} + 48], {d}",
+                "add {s}, 64",
+                "add {t}, 64",
+                "sub {n}, 64",
+                "jnz 2b",
+                s = inout(reg) src => _,
+                t = inout(reg) dst => _,
+                n = inout(reg) len => _,
+                a = out(xmm_reg) _,
+                b = out(xmm_reg) _,
+                c = out(xmm_reg) _,
+                d = out(xmm_reg) _,
+                options(nostack),
+            );
+        }
+    }
+}
+
+/// Copy the whole 64-byte blocks of `len` bytes from `src` to `dst`;
+/// returns how many bytes were copied (0 where there is no wide loop).
+///
+/// # Safety
+///
+/// As [`wide::copy_blocks`], for the first `len` bytes.
+#[inline]
+unsafe fn copy_wide(dst: *mut u8, src: *const u8, len: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let bulk = len & !(wide::BLOCK - 1);
+        if bulk != 0 {
+            // SAFETY: bulk <= len, so the caller's contract covers it.
+            unsafe { wide::copy_blocks(dst, src, bulk) };
+        }
+        bulk
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (dst, src, len);
+        0
+    }
 }
 
 /// Copy `src` into the payload at `base`, starting at byte `offset`.
@@ -61,6 +147,12 @@ pub(crate) unsafe fn store_bytes(base: *mut u8, offset: usize, src: &[u8]) {
         w.store(u64::from_ne_bytes(bytes), Relaxed);
         at += n;
     }
+    // Whole 64-byte blocks, where there is a wide loop.
+    // SAFETY: base + at is 8-aligned (at % 8 == 0 or at == end here) and
+    // in bounds with the end - at bytes after it; `src` has those bytes
+    // from index at - offset; a caller's slice never overlaps shared memory
+    // it is copying into.
+    at += unsafe { copy_wide(base.add(at), src.as_ptr().add(at - offset), end - at) };
     // Whole words: constant-size conversions, so each is one load from
     // `src` and one store (no per-word memcpy call).
     while at + 8 <= end {
@@ -103,6 +195,8 @@ pub(crate) unsafe fn load_bytes(base: *const u8, offset: usize, dst: &mut [u8]) 
         dst[..n].copy_from_slice(&bytes[start..start + n]);
         at += n;
     }
+    // SAFETY: as in store_bytes, with the roles of the two sides swapped.
+    at += unsafe { copy_wide(dst.as_mut_ptr().add(at - offset), base.add(at), end - at) };
     while at + 8 <= end {
         let i = at - offset;
         // SAFETY: as in store_bytes; we only load through the pointer.
@@ -125,26 +219,36 @@ mod tests {
 
     #[test]
     fn round_trip_every_offset_and_length() {
-        let mut shared = [0u64; 16];
+        // Lengths past 3 x 64 bytes cover the wide loop (x86-64) with every
+        // head and tail remainder; misaligned caller slices too.
+        const ROOM: usize = 320;
+        let mut shared = [0u64; ROOM / 8];
         let base = shared.as_mut_ptr().cast::<u8>();
+        let mut src_buf = [0u8; 260];
+        let mut out_buf = [0u8; 260];
         for offset in 0..17 {
-            for len in 0..40 {
-                let src: [u8; 40] = core::array::from_fn(|i| (i * 7 + offset + len) as u8);
+            for len in 0..220 {
+                let skew = (offset + len) % 5;
+                for (i, b) in src_buf.iter_mut().enumerate() {
+                    *b = (i * 7 + offset + len) as u8;
+                }
+                let src = &src_buf[skew..skew + len];
                 // Bytes around the write must survive it.
-                let mut before = [0u8; 128];
-                // SAFETY: 128 bytes of `shared`, 8-aligned.
+                let mut before = [0u8; ROOM];
+                // SAFETY: ROOM bytes of `shared`, 8-aligned.
                 unsafe { load_bytes(base, 0, &mut before) };
-                // SAFETY: offset + len <= 56 < 128 bytes of `shared`.
-                unsafe { store_bytes(base, offset, &src[..len]) };
-                let mut out = [0u8; 40];
+                // SAFETY: offset + len < 240 <= ROOM bytes of `shared`.
+                unsafe { store_bytes(base, offset, src) };
+                let out = &mut out_buf[skew..skew + len];
                 // SAFETY: as above.
-                unsafe { load_bytes(base, offset, &mut out[..len]) };
-                assert_eq!(&out[..len], &src[..len], "offset {offset} len {len}");
-                let mut after = [0u8; 128];
+                unsafe { load_bytes(base, offset, out) };
+                assert_eq!(&*out, src, "offset {offset} len {len}");
+                let mut after = [0u8; ROOM];
                 // SAFETY: as above.
                 unsafe { load_bytes(base, 0, &mut after) };
                 assert_eq!(&after[..offset], &before[..offset]);
                 assert_eq!(&after[offset + len..], &before[offset + len..]);
+                assert_eq!(&after[offset..offset + len], src);
             }
         }
     }
