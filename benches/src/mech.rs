@@ -6,6 +6,7 @@
 //! | pipe, unix stream socket | `write(2)` of the message | `read(2)` until the message is complete (blocks) |
 //! | raw spin ([`SpscTx`]/[`SpscRx`]) | copy into the slot, store `seq = pos + 1` | spin on `seq`, copy out, store `head` |
 //! | shm+eventfd ([`EfdTx`]/[`EfdRx`]) | the raw ring, then `write(eventfd, 1)` | `read(eventfd)` (blocks) when no message is known to be there, then the raw ring |
+//! | bare futex ([`FutexTx`]/[`FutexRx`]) | the raw ring, then store the message count in a shared 32-bit word and `FUTEX_WAKE(1)` | `FUTEX_WAIT` on the word while it still holds the count already consumed (no spinning), then the raw ring |
 //! | shmcast ([`ShmcastTx`]/[`ShmcastRx`]) | `try_send` (which wakes sleepers), waiting on `Full` | `try_recv`, waiting on `Empty` (spin or yield), or the blocking `recv` (spin per the receiver's `Spin`, then sleep in its notify backend) |
 //!
 //! The raw ring is the floor: a single-producer single-consumer ring in a
@@ -14,18 +15,22 @@
 //! fields, no counters, no length). Messages have the length of the
 //! receiver's buffer.
 //!
-//! Every wait goes through a [`Waiter`], which panics after
+//! Every polling wait goes through a [`Waiter`], which panics after
 //! [`STALL`] without progress, so a broken peer fails the run instead of
-//! hanging it.
+//! hanging it. Waits that sleep in the kernel (`read(2)`, `FUTEX_WAIT`,
+//! shmcast's `recv`) have no timeout: the bench's watchdog ends a stalled
+//! run.
 
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use rustix::io::Errno;
+use rustix::thread::futex;
 use shmcast::{TryRecvError, TrySendError};
 
 use crate::sys::{thread_cpu_ns, Arena};
@@ -399,6 +404,124 @@ impl Rx for EfdRx {
             self.known = eventfd_wait(&self.efd);
         }
         self.known -= 1;
+        self.ring.recv(buf)
+    }
+}
+
+/// A 32-bit futex word in an [`Arena`] (so shared between the processes
+/// that map it).
+#[derive(Debug)]
+pub struct FutexWord {
+    /// Keeps the mapping alive while `ptr` points into it.
+    _arena: Rc<Arena>,
+    ptr: *mut u32,
+}
+
+impl FutexWord {
+    /// The word at `offset` (a multiple of 4) in `arena`.
+    pub fn new(arena: Rc<Arena>, offset: usize) -> FutexWord {
+        assert_eq!(offset % 4, 0, "futex word offset must be 4-aligned");
+        let ptr = arena.at(offset, 4).cast::<u32>();
+        FutexWord { _arena: arena, ptr }
+    }
+
+    /// The word.
+    pub fn get(&self) -> &AtomicU32 {
+        // `ptr` is 4-aligned (the arena is page-aligned, the offset a
+        // multiple of 4) and inside the arena (checked by `Arena::at`),
+        // which `self._arena` keeps mapped.
+        // SAFETY: aligned, in bounds and alive while `self` is (above);
+        // every process touches this word only atomically or in the kernel's
+        // futex calls.
+        unsafe { AtomicU32::from_ptr(self.ptr) }
+    }
+}
+
+/// Sleep in `FUTEX_WAIT` until `word` no longer holds `old`. Re-checks the
+/// word after every return: a wake, a spurious wake-up, `EAGAIN` (the word
+/// changed before the kernel queued us) and `EINTR` (a signal) all loop.
+pub fn futex_wait_change(word: &AtomicU32, old: u32) {
+    // Acquire: pairs with the waker's Release store of the new value.
+    while word.load(Ordering::Acquire) == old {
+        // Shared futex (no FUTEX_PRIVATE_FLAG): the word lives in a
+        // MAP_SHARED memfd mapped by two processes, and a private futex is
+        // keyed by the address in one process's address space only.
+        match futex::wait(word, futex::Flags::empty(), old, None) {
+            Ok(()) | Err(Errno::AGAIN) | Err(Errno::INTR) => {}
+            Err(e) => panic!("FUTEX_WAIT: {e}"),
+        }
+    }
+}
+
+/// Store `new` in `word` and wake one waiter (`FUTEX_WAKE(1)`, shared).
+pub fn futex_store_wake(word: &AtomicU32, new: u32) {
+    // Release: what the caller wrote before is visible to the waiter that
+    // sees `new` (its Acquire load in `futex_wait_change`).
+    word.store(new, Ordering::Release);
+    if let Err(e) = futex::wake(word, futex::Flags::empty(), 1) {
+        panic!("FUTEX_WAKE: {e}");
+    }
+}
+
+/// Sending end of the bare futex mechanism: the raw ring, then the number
+/// of messages sent stored in a shared futex word and `FUTEX_WAKE(1)`,
+/// every message (no check for a sleeper).
+#[derive(Debug)]
+pub struct FutexTx {
+    ring: SpscTx,
+    word: FutexWord,
+    sent: u32,
+}
+
+/// Receiving end of the bare futex mechanism: `FUTEX_WAIT` on the word
+/// while it holds the number of messages already taken (never spins), then
+/// the raw ring.
+#[derive(Debug)]
+pub struct FutexRx {
+    ring: SpscRx,
+    word: FutexWord,
+    taken: u32,
+}
+
+impl FutexTx {
+    /// Wrap a raw ring producer and the futex word that counts its
+    /// messages (zero on a fresh arena).
+    pub fn new(ring: SpscTx, word: FutexWord) -> FutexTx {
+        FutexTx {
+            ring,
+            word,
+            sent: 0,
+        }
+    }
+}
+
+impl FutexRx {
+    /// Wrap a raw ring consumer and the futex word that counts its
+    /// messages.
+    pub fn new(ring: SpscRx, word: FutexWord) -> FutexRx {
+        FutexRx {
+            ring,
+            word,
+            taken: 0,
+        }
+    }
+}
+
+impl Tx for FutexTx {
+    fn send(&mut self, msg: &[u8]) {
+        self.ring.send(msg);
+        self.sent = self.sent.wrapping_add(1);
+        futex_store_wake(self.word.get(), self.sent);
+    }
+}
+
+impl Rx for FutexRx {
+    fn recv(&mut self, buf: &mut [u8]) -> usize {
+        // The word counts messages published (wrapping); while it equals
+        // what we have taken, there is nothing new: sleep. The ring's slot
+        // was published before the word's Release store, so it is there.
+        futex_wait_change(self.word.get(), self.taken);
+        self.taken = self.taken.wrapping_add(1);
         self.ring.recv(buf)
     }
 }

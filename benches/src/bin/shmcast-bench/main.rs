@@ -72,6 +72,9 @@ pub(crate) enum Mech {
     Pipe,
     Unix,
     ShmEventfd,
+    /// The raw ring plus a shared futex word: `FUTEX_WAKE(1)` per message,
+    /// the receiver in `FUTEX_WAIT` every time (the baseline of section f).
+    BareFutex,
     RawSpin,
     /// shmcast, `try_recv` busy-poll.
     ShmcastBusy,
@@ -90,6 +93,7 @@ impl Mech {
             Mech::Pipe => "pipe",
             Mech::Unix => "unix sock",
             Mech::ShmEventfd => "shm+eventfd",
+            Mech::BareFutex => "bare futex",
             Mech::RawSpin => "raw spin (floor)",
             Mech::ShmcastBusy => "shmcast (busy-poll)",
             Mech::ShmcastPolling => "shmcast (polling)",
@@ -110,6 +114,7 @@ impl Mech {
             Mech::ShmcastBusy => 4,
             Mech::ShmcastPolling => 5,
             Mech::ShmcastRecv => 6,
+            Mech::BareFutex => 7,
             Mech::ShmcastSleep(k) => 16 + u64::from(k.code()),
         }
     }
@@ -123,6 +128,7 @@ impl Mech {
             4 => Mech::ShmcastBusy,
             5 => Mech::ShmcastPolling,
             6 => Mech::ShmcastRecv,
+            7 => Mech::BareFutex,
             c => Mech::ShmcastSleep(BackendKind::from_code(
                 u32::try_from(c.checked_sub(16)?).ok()?,
             )?),

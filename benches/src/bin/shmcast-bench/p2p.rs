@@ -3,8 +3,9 @@
 //!
 //! One worker process per message size, pinned to the receiving CPU, holds
 //! the far end of every mechanism: two pipes, a unix stream socket pair, two
-//! shm+eventfd rings, two raw spin rings, two shmcast unicast channels (one
-//! each way). Per size, after a warm-up of every mechanism, `blocks` blocks
+//! shm+eventfd rings, two raw spin rings, two bare-futex rings (a raw ring
+//! plus a shared futex word), shmcast unicast channels (one each way per
+//! receive mode group, see below). Per size, after a warm-up of every mechanism, `blocks` blocks
 //! run; in each block every mechanism (rotated order) does
 //!
 //! - **ping-pong**: `round_trips` round trips, each timed on its own; the
@@ -24,6 +25,13 @@
 //! here is reported, not measured. Senders always use `try_send`, which runs
 //! the eventcount check and wakes sleepers.
 //!
+//! The bare futex mechanism is the baseline of section f: the same
+//! ping-pong, each side sleeping in `FUTEX_WAIT` on a 32-bit word in the
+//! shared arena every time, woken by the other's store and `FUTEX_WAKE(1)`
+//! (the 64-B message itself goes through a raw ring beside the word). It
+//! runs in the same blocks as the shmcast sleeping modes, so section f
+//! compares them per block.
+//!
 //! At the first size, each block also measures the **send cost** for
 //! section f: the parent times each `try_send` call while the worker's
 //! receiver busy-polls (nobody asleep) and while it sleeps in each backend,
@@ -40,8 +48,8 @@ use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 use rustix::pipe::{pipe_with, PipeFlags};
 use shmcast::{attach, BackendKind, ChannelBuilder, Role, Spin};
 use shmcast_benches::mech::{
-    seq_of, stamp, EfdRx, EfdTx, FdRx, FdTx, RingLayout, Rx, RxMode, ShmcastRx, ShmcastTx, SpscRx,
-    SpscTx, Tx, Wait,
+    seq_of, stamp, EfdRx, EfdTx, FdRx, FdTx, FutexRx, FutexTx, FutexWord, RingLayout, Rx, RxMode,
+    ShmcastRx, ShmcastTx, SpscRx, SpscTx, Tx, Wait,
 };
 use shmcast_benches::report::{Table, XAxis};
 use shmcast_benches::stats;
@@ -54,10 +62,11 @@ use crate::{
 };
 
 /// The mechanisms of this section, in table order.
-pub(crate) const MECHS: [Mech; 10] = [
+pub(crate) const MECHS: [Mech; 11] = [
     Mech::Pipe,
     Mech::Unix,
     Mech::ShmEventfd,
+    Mech::BareFutex,
     Mech::RawSpin,
     Mech::ShmcastBusy,
     Mech::ShmcastRecv,
@@ -83,6 +92,8 @@ struct Ends {
     unix_rx: FdRx,
     efd_tx: EfdTx,
     efd_rx: EfdRx,
+    futex_tx: FutexTx,
+    futex_rx: FutexRx,
     raw_tx: SpscTx,
     raw_rx: SpscRx,
     /// shmcast channel pairs ([`pair_of`]): our sender and our receiver.
@@ -134,6 +145,10 @@ macro_rules! with_ends {
                 let ($tx, $rx) = (&mut e.efd_tx, &mut e.efd_rx);
                 $body
             }
+            Mech::BareFutex => {
+                let ($tx, $rx) = (&mut e.futex_tx, &mut e.futex_rx);
+                $body
+            }
             Mech::RawSpin => {
                 let ($tx, $rx) = (&mut e.raw_tx, &mut e.raw_rx);
                 $body
@@ -179,11 +194,25 @@ fn receiver_with(
     })
 }
 
-/// Offsets of the four rings in the arena: raw forward, raw back, eventfd
-/// forward, eventfd back ("forward" = parent → worker).
-fn ring_offsets(lay: &RingLayout) -> [usize; 4] {
+/// Where things sit in the arena ("forward" = parent → worker).
+#[derive(Clone, Copy, Debug)]
+struct Offsets {
+    /// Rings: raw forward, raw back, eventfd forward, eventfd back, bare
+    /// futex forward, bare futex back.
+    rings: [usize; 6],
+    /// The bare futex words: forward, back (each on its own 128-byte line).
+    words: [usize; 2],
+    /// Arena size.
+    total: usize,
+}
+
+fn offsets(lay: &RingLayout) -> Offsets {
     let l = lay.bytes();
-    [0, l, 2 * l, 3 * l]
+    Offsets {
+        rings: [0, l, 2 * l, 3 * l, 4 * l, 5 * l],
+        words: [6 * l, 6 * l + 128],
+        total: 6 * l + 4096,
+    }
 }
 
 fn socket_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
@@ -236,6 +265,10 @@ pub(crate) struct NotifyData {
     /// Per backend: why it is unsupported, or its wake-up latency samples
     /// (block medians, all samples) and its send cost with a sleeper.
     pub(crate) backends: Vec<BackendData>,
+    /// The bare futex baseline's wake-up latency: per block the median
+    /// (aligned with each backend's `wake_block`), and all samples.
+    pub(crate) bare_block: Vec<f64>,
+    pub(crate) bare_all: Vec<f64>,
     /// Send cost with the receiver busy-polling (nobody asleep).
     pub(crate) awake: SendCost,
     /// The backend receivers get by default.
@@ -310,9 +343,15 @@ fn notify_data(r: &SizeRes) -> NotifyData {
             _ => None,
         })
         .collect();
+    let bare = &r.per[MECHS
+        .iter()
+        .position(|m| *m == Mech::BareFutex)
+        .expect("bare futex is in MECHS")];
     NotifyData {
         size: r.size,
         backends,
+        bare_block: bare.lat_block.clone(),
+        bare_all: bare.lat_all.clone(),
         awake: r.awake.clone(),
         default_backend: r.default_backend,
     }
@@ -329,8 +368,8 @@ struct Runs {
 fn run_size(plan: &Plan, ticks: &Ticks, size: usize, what: Runs) -> Res<SizeRes> {
     let cap = capacity(size);
     let lay = RingLayout::new(cap, size);
-    let offs = ring_offsets(&lay);
-    let arena = Rc::new(Arena::create("shmcast-bench-p2p", 4 * lay.bytes())?);
+    let offs = offsets(&lay);
+    let arena = Rc::new(Arena::create("shmcast-bench-p2p", offs.total)?);
     let (fwd_r, fwd_w) = pipe_with(PipeFlags::CLOEXEC)?;
     let (back_r, back_w) = pipe_with(PipeFlags::CLOEXEC)?;
     let (sock_here, sock_there) = socket_pair()?;
@@ -414,15 +453,23 @@ fn run_size(plan: &Plan, ticks: &Ticks, size: usize, what: Runs) -> Res<SizeRes>
         unix_tx,
         unix_rx,
         efd_tx: EfdTx::new(
-            SpscTx::new(arena.clone(), offs[2], lay, Wait::Spin),
+            SpscTx::new(arena.clone(), offs.rings[2], lay, Wait::Spin),
             efd_fwd,
         ),
         efd_rx: EfdRx::new(
-            SpscRx::new(arena.clone(), offs[3], lay, Wait::Spin),
+            SpscRx::new(arena.clone(), offs.rings[3], lay, Wait::Spin),
             efd_back,
         ),
-        raw_tx: SpscTx::new(arena.clone(), offs[0], lay, Wait::Spin),
-        raw_rx: SpscRx::new(arena.clone(), offs[1], lay, Wait::Spin),
+        futex_tx: FutexTx::new(
+            SpscTx::new(arena.clone(), offs.rings[4], lay, Wait::Spin),
+            FutexWord::new(arena.clone(), offs.words[0]),
+        ),
+        futex_rx: FutexRx::new(
+            SpscRx::new(arena.clone(), offs.rings[5], lay, Wait::Spin),
+            FutexWord::new(arena.clone(), offs.words[1]),
+        ),
+        raw_tx: SpscTx::new(arena.clone(), offs.rings[0], lay, Wait::Spin),
+        raw_rx: SpscRx::new(arena.clone(), offs.rings[1], lay, Wait::Spin),
         shmcast,
     };
     expect(&mut worker, op::READY)?;
@@ -724,7 +771,7 @@ fn pong_loop<T: Tx, R: Rx>(tx: &mut T, rx: &mut R, buf: &mut [u8], n: u64) {
 pub(crate) fn worker(args: &Args) -> Res<()> {
     let size = args.num("size")? as usize;
     let lay = RingLayout::new(args.num("cap")? as usize, size);
-    let offs = ring_offsets(&lay);
+    let offs = offsets(&lay);
     let arena = Rc::new(Arena::open(args.fd("arena")?)?);
     let (unix_tx, unix_rx) = split(args.fd("sock")?)?;
     let mut shmcast = Vec::new();
@@ -751,15 +798,23 @@ pub(crate) fn worker(args: &Args) -> Res<()> {
         unix_tx,
         unix_rx,
         efd_tx: EfdTx::new(
-            SpscTx::new(arena.clone(), offs[3], lay, Wait::Spin),
+            SpscTx::new(arena.clone(), offs.rings[3], lay, Wait::Spin),
             args.fd("efd_tx")?,
         ),
         efd_rx: EfdRx::new(
-            SpscRx::new(arena.clone(), offs[2], lay, Wait::Spin),
+            SpscRx::new(arena.clone(), offs.rings[2], lay, Wait::Spin),
             args.fd("efd_rx")?,
         ),
-        raw_tx: SpscTx::new(arena.clone(), offs[1], lay, Wait::Spin),
-        raw_rx: SpscRx::new(arena.clone(), offs[0], lay, Wait::Spin),
+        futex_tx: FutexTx::new(
+            SpscTx::new(arena.clone(), offs.rings[5], lay, Wait::Spin),
+            FutexWord::new(arena.clone(), offs.words[1]),
+        ),
+        futex_rx: FutexRx::new(
+            SpscRx::new(arena.clone(), offs.rings[4], lay, Wait::Spin),
+            FutexWord::new(arena.clone(), offs.words[0]),
+        ),
+        raw_tx: SpscTx::new(arena.clone(), offs.rings[1], lay, Wait::Spin),
+        raw_rx: SpscRx::new(arena.clone(), offs.rings[0], lay, Wait::Spin),
         shmcast,
     };
     let mut ctl = Control::new();
@@ -870,7 +925,9 @@ fn latency_section(plan: &Plan, results: &[SizeRes]) -> Section {
         "shmcast modes: busy-poll = try_recv spin; recv (default) = the blocking recv with the \
          receiver's defaults (Spin::Auto: spins ~10 us before sleeping when the machine has a \
          CPU per party, as here); sleep (backend) = recv with Spin::Off, sleeping in that \
-         notify backend every time (the wake-up path).",
+         notify backend every time (the wake-up path). bare futex = the raw ring plus a \
+         shared 32-bit futex word, FUTEX_WAKE(1) on every send and FUTEX_WAIT on every \
+         receive (no spinning): the baseline of section f.",
     );
     for note in unsupported_notes(results) {
         p50.note(note);
@@ -885,9 +942,10 @@ fn latency_section(plan: &Plan, results: &[SizeRes]) -> Section {
              at least {} round trips and two laps of every ring per size); the p50 table is the median of the per-block medians, p99 \
              pools all samples, the ratio table is the median over {} blocks of \
              median(mechanism) / median(raw spin) in the same block. Receivers: pipe, unix \
-             socket and shm+eventfd block in read(2); raw spin busy-polls; shmcast in each \
-             receive mode (see the note under the first table). Senders: write(2), the raw \
-             ring, and shmcast try_send (which wakes a sleeping receiver).",
+             socket and shm+eventfd block in read(2); bare futex sleeps in FUTEX_WAIT; raw \
+             spin busy-polls; shmcast in each receive mode (see the note under the first \
+             table). Senders: write(2), the raw ring (then write(eventfd) or FUTEX_WAKE for \
+             the sleeping ones), and shmcast try_send (which wakes a sleeping receiver).",
             plan.round_trips, plan.warmup, plan.p2p_blocks
         )],
         tables: vec![p50, p99, ratio],
