@@ -133,7 +133,42 @@ unsafe fn copy_wide(dst: *mut u8, src: *const u8, len: usize) -> usize {
 /// duration of the call; those bytes are only ever accessed as atomic u64
 /// words by anyone in this process (every accessor uses this module). The
 /// caller owns the slot (no concurrent writer in this process).
+#[inline]
 pub(crate) unsafe fn store_bytes(base: *mut u8, offset: usize, src: &[u8]) {
+    if offset % 8 != 0 {
+        // SAFETY: the same contract.
+        return unsafe { store_bytes_general(base, offset, src) };
+    }
+    // SAFETY: base + offset is 8-aligned and valid for the bytes of `src`
+    // rounded up to whole words (contract); `src` is caller memory.
+    let done = unsafe { copy_wide(base.add(offset), src.as_ptr(), src.len()) };
+    let mut at = offset + done;
+    let end = offset + src.len();
+    while at + 8 <= end {
+        let i = at - offset;
+        let chunk: [u8; 8] = src[i..i + 8].try_into().expect("8 bytes");
+        // SAFETY: at + 8 <= end, in bounds; `at` is 8-aligned.
+        unsafe { word(base, at) }.store(u64::from_ne_bytes(chunk), Relaxed);
+        at += 8;
+    }
+    if at < end {
+        // SAFETY: at < end, so the word holding byte `at` is in bounds.
+        let w = unsafe { word(base, at) };
+        let mut bytes = w.load(Relaxed).to_ne_bytes();
+        for (b, s) in bytes.iter_mut().zip(&src[at - offset..]) {
+            *b = *s;
+        }
+        w.store(u64::from_ne_bytes(bytes), Relaxed);
+    }
+}
+
+/// [`store_bytes`] for any offset (a partial first word).
+///
+/// # Safety
+///
+/// As [`store_bytes`].
+#[cold]
+unsafe fn store_bytes_general(base: *mut u8, offset: usize, src: &[u8]) {
     let end = offset + src.len();
     let mut at = offset;
     // A partial first word: merge into what is there.
@@ -183,7 +218,42 @@ pub(crate) unsafe fn store_bytes(base: *mut u8, offset: usize, src: &[u8]) {
 /// rounded up to a multiple of 8 bytes for the duration of the call (it may
 /// be mapped read-only). Concurrent writers are allowed (that is the
 /// point); the bytes read are then unspecified but initialised.
+#[inline]
 pub(crate) unsafe fn load_bytes(base: *const u8, offset: usize, dst: &mut [u8]) {
+    if offset % 8 != 0 {
+        // SAFETY: the same contract.
+        return unsafe { load_bytes_general(base, offset, dst) };
+    }
+    let len = dst.len();
+    // SAFETY: as in store_bytes, with the roles of the two sides swapped.
+    let done = unsafe { copy_wide(dst.as_mut_ptr(), base.add(offset), len) };
+    let base = base.cast_mut();
+    let mut at = offset + done;
+    let end = offset + len;
+    while at + 8 <= end {
+        let i = at - offset;
+        // SAFETY: as in store_bytes; we only load through the pointer.
+        let bytes = unsafe { word(base, at) }.load(Relaxed).to_ne_bytes();
+        let d: &mut [u8; 8] = (&mut dst[i..i + 8]).try_into().expect("8 bytes");
+        *d = bytes;
+        at += 8;
+    }
+    if at < end {
+        // SAFETY: as in store_bytes; we only load through the pointer.
+        let bytes = unsafe { word(base, at) }.load(Relaxed).to_ne_bytes();
+        for (d, b) in dst[at - offset..].iter_mut().zip(bytes) {
+            *d = b;
+        }
+    }
+}
+
+/// [`load_bytes`] for any offset (a partial first word).
+///
+/// # Safety
+///
+/// As [`load_bytes`].
+#[cold]
+unsafe fn load_bytes_general(base: *const u8, offset: usize, dst: &mut [u8]) {
     let end = offset + dst.len();
     let base = base.cast_mut();
     let mut at = offset;

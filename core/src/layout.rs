@@ -542,34 +542,42 @@ impl Geometry {
     }
 
     /// Delivery mode.
+    #[inline]
     pub fn mode(&self) -> Mode {
         self.mode
     }
     /// Number of slots (a power of two).
+    #[inline]
     pub fn capacity(&self) -> u64 {
         self.capacity
     }
     /// `capacity - 1`: the slot of position `p` is `p & mask`.
+    #[inline]
     pub fn mask(&self) -> u64 {
         self.capacity - 1
     }
     /// Bytes per slot, header included.
+    #[inline]
     pub fn slot_stride(&self) -> usize {
         self.slot_stride
     }
     /// Largest payload of one message.
+    #[inline]
     pub fn max_message(&self) -> usize {
         self.max_message
     }
     /// Bytes available for the payload in each slot (`>= max_message`, a multiple of 8).
+    #[inline]
     pub fn payload_room(&self) -> usize {
         self.slot_stride - SLOT_HEADER_SIZE
     }
     /// Entries in the subscriber table.
+    #[inline]
     pub fn max_subscribers(&self) -> usize {
         self.max_subscribers
     }
     /// u64 words in the waiter bitmap.
+    #[inline]
     pub fn bitmap_words(&self) -> usize {
         self.bitmap_words
     }

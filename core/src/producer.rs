@@ -209,7 +209,28 @@ impl<R: Regions> Producer<R> {
     }
 
     /// Claim exactly `k` positions or none.
+    #[inline]
     fn claim(&self, k: u64) -> Result<u64, TrySendError> {
+        // Fast path: open, room by the cached head, and the CAS wins at the
+        // first try. Anything else (a stale cache, contention, a full or
+        // closed ring, a peer's garbage) is `claim_inner`'s business.
+        let ring = &self.ring;
+        let hdr = ring.regions.header();
+        if !ring.is_closed() {
+            let tail = hdr.tail.load(Relaxed);
+            let used = tail.wrapping_sub(self.cached_head.get());
+            if used <= ring.geo.capacity().saturating_sub(k) {
+                // ORDERING(claim): as in claim_inner; the cached head was
+                // read with Acquire before it was cached.
+                if hdr
+                    .tail
+                    .compare_exchange(tail, tail.wrapping_add(k), Relaxed, Relaxed)
+                    .is_ok()
+                {
+                    return Ok(tail);
+                }
+            }
+        }
         let (first, got) = self.claim_inner(k, false)?;
         debug_assert_eq!(got, k);
         Ok(first)
@@ -220,6 +241,7 @@ impl<R: Regions> Producer<R> {
         self.claim_inner(k, true)
     }
 
+    #[inline(never)]
     fn claim_inner(&self, k: u64, partial: bool) -> Result<(u64, u64), TrySendError> {
         let ring = &self.ring;
         let hdr = ring.regions.header();

@@ -13,8 +13,9 @@ use crate::storage::Regions;
 use crate::subscribers::Joined;
 use crate::sync::atomic::{fence, Ordering::*};
 
-/// What a receive delivered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a receive delivered. `Default` (all zero) is only a placeholder
+/// for [`Receiver::try_recv_batch`]'s output array.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MessageInfo {
     /// The message id: its position in the ring (unique, increasing).
     pub id: u64,
@@ -52,6 +53,7 @@ impl SlotSnapshot {
     /// Read the header fields of `slot` (Relaxed: ordered by the caller's
     /// Acquire load of `seq`). The length is clamped to `max_len`: a peer
     /// may have written anything.
+    #[inline]
     pub(crate) fn read(slot: &SlotHeader, max_len: usize) -> Self {
         SlotSnapshot {
             len: (slot.len.load(Relaxed) as usize).min(max_len),
@@ -63,11 +65,13 @@ impl SlotSnapshot {
     }
 
     /// Whether receiver `me` should get this message.
+    #[inline]
     pub(crate) fn is_for(&self, me: SubscriberId) -> bool {
         self.flags & SLOT_FLAG_SKIP == 0
             && (self.target == 0 || self.target == me.0.wrapping_add(1))
     }
 
+    #[inline]
     pub(crate) fn info(&self, id: u64, delivered: usize) -> MessageInfo {
         MessageInfo {
             id,
@@ -153,27 +157,171 @@ impl<R: Regions> Receiver<R> {
     /// message, its first `buf.len()` bytes are delivered and
     /// [`MessageInfo::truncated`] is true; the message is consumed either
     /// way. On error the contents of `buf` are unspecified.
+    #[inline]
     pub fn try_recv(&self, buf: &mut [u8]) -> Result<MessageInfo, TryRecvError> {
-        match self.ring.geo.mode() {
-            Mode::Multicast => multicast::try_recv(self, buf),
-            Mode::Unicast | Mode::Broadcast => {
-                let Peek::Ready(pos, snap) = self.next_ready()? else {
-                    return Err(self.empty_or_closed());
-                };
-                let n = snap.len.min(buf.len());
-                // SAFETY: n <= len <= max_message <= payload_room.
+        let geo = &self.ring.geo;
+        if geo.mode() == Mode::Multicast {
+            return multicast::try_recv(self, buf);
+        }
+        // Fast path (unicast / broadcast): the slot at our head is published
+        // and for us, or nothing is published there yet. Everything else
+        // (skip records, messages for others, a lap) takes `recv_slow`.
+        let h = self.head.get();
+        let slot = self.ring.regions.slot(geo.slot_of(h));
+        // ORDERING(publish): as in `next_ready`.
+        let seq = slot.seq.load(Relaxed);
+        fence(Acquire);
+        let ahead = seq.wrapping_sub(h.wrapping_add(1));
+        if ahead == 0 {
+            let snap = SlotSnapshot::read(slot, geo.max_message());
+            if snap.is_for(self.joined.id) {
+                return Ok(self.deliver(h, snap, buf));
+            }
+        } else if ahead >= (1 << 63) {
+            // The slot still holds an older position: empty.
+            return Err(self.empty_or_closed());
+        }
+        self.recv_slow(buf)
+    }
+
+    /// Unicast / broadcast `try_recv` past the fast path's cases.
+    #[cold]
+    #[inline(never)]
+    fn recv_slow(&self, buf: &mut [u8]) -> Result<MessageInfo, TryRecvError> {
+        let Peek::Ready(pos, snap) = self.next_ready()? else {
+            return Err(self.empty_or_closed());
+        };
+        Ok(self.deliver(pos, snap, buf))
+    }
+
+    /// Copy the message at `pos` (published, for us) into `buf` and consume it.
+    #[inline]
+    fn deliver(&self, pos: u64, snap: SlotSnapshot, buf: &mut [u8]) -> MessageInfo {
+        let n = snap.len.min(buf.len());
+        // SAFETY: n <= len <= max_message <= payload_room.
+        unsafe {
+            self.ring
+                .regions
+                .read_payload(self.ring.geo.slot_of(pos), 0, &mut buf[..n], true)
+        };
+        self.advance(pos.wrapping_add(1), true);
+        snap.info(pos, n)
+    }
+
+    /// Receive up to `infos.len()` messages at once, packed back to back
+    /// into `buf`: message `i` is `buf[off_i .. off_i + infos[i].len]`,
+    /// where `off_i` is the sum of the earlier `len`s. Returns how many
+    /// were received (at least 1), or the error `try_recv` would return.
+    ///
+    /// Unicast and broadcast receivers read the run of published messages
+    /// at their head and publish the head (and the `received` counter) once
+    /// for the whole batch, which is what makes small messages cheap to
+    /// stream. Multicast receivers still claim one message per CAS (each
+    /// may go to a competitor), so a batch only saves the calls.
+    ///
+    /// Only the first message can be truncated (when `buf` is shorter than
+    /// it, exactly as with `try_recv`); a later message that does not fit
+    /// in what is left of `buf` ends the batch and stays for the next call.
+    /// In multicast a later message is only taken while `max_message` bytes
+    /// are left, since its length is not known before it is claimed.
+    ///
+    /// ```
+    /// # use shmcast_core::{Config, HeapRing, Mode, MessageInfo};
+    /// let ring = HeapRing::new(&Config::new(Mode::Unicast).capacity(8).max_message(16))?;
+    /// let (tx, rx) = (ring.producer()?, ring.receiver()?);
+    /// tx.try_send_batch(&[b"one", b"two", b"three"])?;
+    /// let mut buf = [0u8; 64];
+    /// let mut infos = [MessageInfo::default(); 8];
+    /// let n = rx.try_recv_batch(&mut buf, &mut infos)?;
+    /// let mut off = 0;
+    /// let mut got = Vec::new();
+    /// for info in &infos[..n] {
+    ///     got.push(&buf[off..off + info.len]);
+    ///     off += info.len;
+    /// }
+    /// assert_eq!(got, [&b"one"[..], b"two", b"three"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_recv_batch(
+        &self,
+        buf: &mut [u8],
+        infos: &mut [MessageInfo],
+    ) -> Result<usize, TryRecvError> {
+        if infos.is_empty() {
+            return Ok(0);
+        }
+        if self.ring.geo.mode() == Mode::Multicast {
+            return self.recv_batch_multicast(buf, infos);
+        }
+        let geo = &self.ring.geo;
+        let max = geo.max_message();
+        let mut h = self.head.get();
+        let (mut n, mut at, mut steps) = (0usize, 0usize, 0u32);
+        // Bounded by one lap: never more positions than the ring holds.
+        let mut ahead = 0;
+        while n < infos.len() && u64::from(steps) < geo.capacity() {
+            let slot = self.ring.regions.slot(geo.slot_of(h));
+            // ORDERING(publish): as in `next_ready`.
+            let seq = slot.seq.load(Relaxed);
+            fence(Acquire);
+            ahead = seq.wrapping_sub(h.wrapping_add(1));
+            if ahead != 0 {
+                break;
+            }
+            let snap = SlotSnapshot::read(slot, max);
+            if snap.is_for(self.joined.id) {
+                let room = buf.len() - at;
+                if snap.len > room && n > 0 {
+                    break;
+                }
+                let k = snap.len.min(room);
+                // SAFETY: k <= len <= max_message <= payload_room.
                 unsafe {
-                    self.ring.regions.read_payload(
-                        self.ring.geo.slot_of(pos),
-                        0,
-                        &mut buf[..n],
-                        true,
-                    )
+                    self.ring
+                        .regions
+                        .read_payload(geo.slot_of(h), 0, &mut buf[at..at + k], true)
                 };
-                self.advance(pos.wrapping_add(1), true);
-                Ok(snap.info(pos, n))
+                infos[n] = snap.info(h, k);
+                n += 1;
+                at += k;
+            }
+            h = h.wrapping_add(1);
+            steps += 1;
+        }
+        if steps > 0 {
+            self.advance_by(h, n as u64, steps);
+        }
+        if n > 0 {
+            return Ok(n);
+        }
+        if ahead != 0 && ahead < (1 << 63) {
+            return Err(self.lapped(h));
+        }
+        Err(self.empty_or_closed())
+    }
+
+    fn recv_batch_multicast(
+        &self,
+        buf: &mut [u8],
+        infos: &mut [MessageInfo],
+    ) -> Result<usize, TryRecvError> {
+        let max = self.ring.geo.max_message();
+        let first = multicast::try_recv(self, buf)?;
+        infos[0] = first;
+        let (mut n, mut at) = (1, first.len);
+        while n < infos.len() && buf.len() - at >= max {
+            match multicast::try_recv(self, &mut buf[at..]) {
+                Ok(info) => {
+                    infos[n] = info;
+                    n += 1;
+                    at += info.len;
+                }
+                // Whatever stopped the run (empty, a lag, a close) is
+                // reported by the next call.
+                Err(_) => break,
             }
         }
+        Ok(n)
     }
 
     /// Zero-copy receive (unicast and broadcast): a guard over the next
@@ -279,10 +427,19 @@ impl<R: Regions> Receiver<R> {
 
     /// Move our head to `to` (unicast: the shared head; broadcast: our
     /// local_head) after reading everything below it.
+    #[inline]
     pub(crate) fn advance(&self, to: u64, delivered: bool) {
+        self.advance_by(to, u64::from(delivered), 1);
+    }
+
+    /// [`Receiver::advance`] past `steps` positions of which `delivered`
+    /// were messages for us: one counter store and one head publication
+    /// for the lot.
+    #[inline]
+    pub(crate) fn advance_by(&self, to: u64, delivered: u64, steps: u32) {
         self.head.set(to);
-        if delivered {
-            let n = self.received.get().wrapping_add(1);
+        if delivered != 0 {
+            let n = self.received.get().wrapping_add(delivered);
             self.received.set(n);
             self.ring
                 .regions
@@ -292,12 +449,13 @@ impl<R: Regions> Receiver<R> {
         }
         match self.ring.geo.mode() {
             Mode::Unicast => unicast::publish_head(self, to),
-            Mode::Broadcast => broadcast::publish_head(self, to),
+            Mode::Broadcast => broadcast::publish_head(self, to, steps),
             Mode::Multicast => {}
         }
     }
 
     /// `Empty`, `Closed` (drained and closed) or `Detached`.
+    #[inline]
     pub(crate) fn empty_or_closed(&self) -> TryRecvError {
         if !self.ring.owns(self.joined.id, self.joined.gen) {
             return TryRecvError::Detached;

@@ -16,7 +16,7 @@ use crate::wake::WakeSet;
 /// Index of a subscriber (sender, receiver, or both) in the ring's table.
 /// Carried in every message as its sender, and used to address a message to
 /// one receiver.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubscriberId(pub u32);
 
 impl SubscriberId {
@@ -230,6 +230,7 @@ impl<R: Regions> Ring<R> {
     }
 
     /// Whether [`Ring::close`] was called (by anyone).
+    #[inline]
     pub fn is_closed(&self) -> bool {
         // ORDERING(close): Acquire; see `close`. A peer may write any value:
         // anything but OPEN counts as closed.

@@ -125,6 +125,7 @@ mod raw {
             }
         }
 
+        #[inline]
         fn payload(&self, i: usize) -> *mut u8 {
             assert!(i < self.capacity, "slot index out of range");
             // SAFETY: i < capacity, so the slot's bytes lie within the data

@@ -207,6 +207,7 @@ impl<R: Regions> Ring<R> {
     }
 
     /// Whether entry `id` still belongs to the handle of generation `gen`.
+    #[inline]
     pub(crate) fn owns(&self, id: SubscriberId, gen: u32) -> bool {
         let s = self.regions.entry(id.index()).state.load(Relaxed);
         generation(s) == gen && s & STATUS_MASK != ENTRY_FREE

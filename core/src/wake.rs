@@ -322,8 +322,16 @@ pub(crate) fn any_sleepers_after_publish<R: Regions>(ring: &Ring<R>) -> bool {
     // ORDERING(eventcount): SeqCst fence; pairs with the fence in
     // Receiver::prepare_wait, exactly as in `wake_after_publish`.
     fence(SeqCst);
-    (0..ring.geo.bitmap_words())
-        .any(|w| ring.regions.waiter_word(w).load(Relaxed) & table_bits(ring, w) != 0)
+    let words = ring.geo.bitmap_words();
+    // One load per 64 entries and no masking while every word reads 0 (the
+    // common case: nobody asleep). A bit a peer set beyond the table only
+    // sends us to the exact, masked check below.
+    let mut any = 0;
+    for w in 0..words {
+        any |= ring.regions.waiter_word(w).load(Relaxed);
+    }
+    any != 0
+        && (0..words).any(|w| ring.regions.waiter_word(w).load(Relaxed) & table_bits(ring, w) != 0)
 }
 
 /// Wake every sleeper (after `close`).

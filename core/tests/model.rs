@@ -31,8 +31,8 @@ use proptest::strategy::Union;
 use proptest::test_runner::Config as ProptestConfig;
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
 use shmcast_core::{
-    Config, Envelope, HeapRegions, HeapRing, JoinError, Mode, Producer, Receiver, SubscriberId,
-    TryRecvError, TrySendError,
+    Config, Envelope, HeapRegions, HeapRing, JoinError, MessageInfo, Mode, Producer, Receiver,
+    SubscriberId, TryRecvError, TrySendError,
 };
 
 // ---------------------------------------------------------------------------
@@ -147,6 +147,12 @@ enum Op {
         r: u32,
         buf: usize,
     },
+    /// `try_recv_batch` into a buffer of `buf` bytes and `max` infos.
+    RecvBatch {
+        r: u32,
+        buf: usize,
+        max: usize,
+    },
     /// `try_read`, then `read_at(offset, ..)`, then drop the guard.
     Read {
         r: u32,
@@ -170,6 +176,9 @@ enum Expect {
     Recv(Result<(u64, Msg), TryRecvError>),
     /// A drain: every receive up to and including the first error.
     Drain(Vec<Result<(u64, Msg), TryRecvError>>),
+    /// A batch receive: the messages delivered (with the bytes each got),
+    /// or the error.
+    Batch2(Result<Vec<(u64, Msg, usize)>, TryRecvError>),
 }
 
 impl Model {
@@ -295,6 +304,72 @@ impl Model {
         })
     }
 
+    /// `try_recv_batch` for `r` with `buf` bytes and room for `max` infos.
+    fn recv_batch(
+        &mut self,
+        r: u32,
+        buf: usize,
+        max: usize,
+    ) -> Result<Vec<(u64, Msg, usize)>, TryRecvError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        let mut used = 0;
+        if self.mode == Mode::Multicast {
+            // One claim per message; later ones only while a whole
+            // max_message fits.
+            let (pos, msg) = self.recv(r)?;
+            used += buf.min(msg.data.len());
+            out.push((pos, msg, used));
+            while out.len() < max && buf - used >= self.max_message {
+                match self.recv(r) {
+                    Ok((pos, msg)) => {
+                        let k = msg.data.len();
+                        used += k;
+                        out.push((pos, msg, k));
+                    }
+                    Err(_) => break,
+                }
+            }
+            return Ok(out);
+        }
+        let queue = match self.mode {
+            Mode::Broadcast => &mut self.entries[r as usize].unread,
+            _ => &mut self.queue,
+        };
+        while out.len() < max {
+            let Some(rec) = queue.front() else { break };
+            let for_us = rec
+                .msg
+                .as_ref()
+                .is_some_and(|m| m.target.is_none_or(|t| t == r));
+            if !for_us {
+                // A skip record or a message for someone else: stepped over.
+                queue.pop_front();
+                continue;
+            }
+            let len = rec.msg.as_ref().map_or(0, |m| m.data.len());
+            let room = buf - used;
+            if len > room && !out.is_empty() {
+                break;
+            }
+            let rec = queue.pop_front().expect("peeked");
+            let k = len.min(room);
+            used += k;
+            out.push((rec.pos, rec.msg.expect("for us"), k));
+        }
+        self.entries[r as usize].received += out.len() as u64;
+        if out.is_empty() {
+            return Err(if self.closed {
+                TryRecvError::Closed
+            } else {
+                TryRecvError::Empty
+            });
+        }
+        Ok(out)
+    }
+
     fn join(&mut self, role: JoinAs) -> Result<u32, JoinError> {
         if self.closed {
             return Err(JoinError::Closed);
@@ -409,6 +484,7 @@ impl Model {
                 }
                 Expect::Drain(all)
             }
+            Op::RecvBatch { r, buf, max } => Expect::Batch2(self.recv_batch(*r, *buf, *max)),
             Op::Read { r, .. } => {
                 if self.mode == Mode::Multicast {
                     Expect::Recv(Err(TryRecvError::ZeroCopyUnsupported))
@@ -594,6 +670,12 @@ impl<M: ModeTag> ReferenceStateMachine for RingModel<M> {
                 ),
                 (
                     5,
+                    (r.clone(), 0..=3 * max + 4, 0..=5usize)
+                        .prop_map(|(r, buf, max)| Op::RecvBatch { r, buf, max })
+                        .boxed(),
+                ),
+                (
+                    5,
                     (r.clone(), 0..=max + 2)
                         .prop_map(|(r, offset)| Op::Read { r, offset })
                         .boxed(),
@@ -627,9 +709,11 @@ impl<M: ModeTag> ReferenceStateMachine for RingModel<M> {
             | Op::SendTo { p, .. }
             | Op::ClaimCommit { p, .. }
             | Op::ClaimAbandon { p, .. } => state.is_producer(*p),
-            Op::DropReceiver(r) | Op::Recv { r, .. } | Op::Drain { r, .. } | Op::Read { r, .. } => {
-                state.is_receiver(*r)
-            }
+            Op::DropReceiver(r)
+            | Op::Recv { r, .. }
+            | Op::Drain { r, .. }
+            | Op::RecvBatch { r, .. }
+            | Op::Read { r, .. } => state.is_receiver(*r),
         }
     }
 }
@@ -749,6 +833,44 @@ impl Sut {
                 got.map(|i| (i.id, i.len)),
                 expect.clone().map(|(p, m)| (p, m.data.len())),
                 "try_recv by {r}"
+            ),
+        }
+    }
+
+    fn recv_batch(
+        &mut self,
+        r: u32,
+        buf_len: usize,
+        max: usize,
+        expect: &Result<Vec<(u64, Msg, usize)>, TryRecvError>,
+    ) {
+        let mut buf = vec![0xA5u8; buf_len];
+        let mut infos = vec![MessageInfo::default(); max];
+        let got = self.receiver_mut(r).try_recv_batch(&mut buf, &mut infos);
+        match (got, expect) {
+            (Ok(n), Ok(want)) => {
+                assert_eq!(n, want.len(), "batch count by {r}");
+                let mut off = 0;
+                for (info, (pos, msg, k)) in infos[..n].iter().zip(want) {
+                    assert_eq!(info.id, *pos, "message id is its position");
+                    assert_eq!(info.len, *k, "delivered length");
+                    assert_eq!(info.message_len, msg.data.len(), "message length");
+                    assert_eq!(&buf[off..off + k], &msg.data[..*k], "payload bytes");
+                    assert_eq!(info.sender, SubscriberId(msg.sender), "sender");
+                    assert_eq!(info.target, msg.target.map(SubscriberId), "target");
+                    assert_eq!(info.tag, msg.tag, "tag");
+                    off += k;
+                    self.delivered(r, info.id);
+                }
+                assert!(
+                    buf[off..].iter().all(|&b| b == 0xA5),
+                    "bytes past the batch untouched"
+                );
+            }
+            (got, expect) => assert_eq!(
+                got,
+                expect.clone().map(|v| v.len()),
+                "try_recv_batch by {r}"
             ),
         }
     }
@@ -922,6 +1044,7 @@ impl<M: ModeTag> StateMachineTest for RingTest<M> {
                     sut.recv(*r, *buf, e);
                 }
             }
+            (Op::RecvBatch { r, buf, max }, Expect::Batch2(e)) => sut.recv_batch(*r, *buf, *max, e),
             (Op::Read { r, offset }, Expect::Recv(e)) => sut.read(*r, *offset, e),
             (Op::Close, _) => {
                 let woken = sut.ring.close();

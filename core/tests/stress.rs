@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use shmcast_core::{Config, HeapRing, Mode, TryRecvError, TrySendError};
+use shmcast_core::{Config, HeapRing, MessageInfo, Mode, TryRecvError, TrySendError};
 
 const TOTAL: u64 = if cfg!(miri) {
     2_000
@@ -136,6 +136,90 @@ fn broadcast_spmc_four_receivers() {
     send_all(&ring, 0, TOTAL, false);
     for h in handles {
         assert_eq!(h.join().unwrap(), TOTAL);
+    }
+}
+
+/// `try_recv_batch` with room for up to 7 infos but 100 bytes of buffer
+/// (6 whole 16-byte messages): every call delivers 1..=6 messages.
+fn recv_batch_all(
+    rx: &shmcast_core::Receiver<shmcast_core::HeapRegions>,
+    total: u64,
+    producers: usize,
+) {
+    let mut next = vec![0u64; producers];
+    let mut buf = [0u8; 100];
+    let mut infos = [MessageInfo::default(); 7];
+    let mut got = 0;
+    let mut last_id = None;
+    while got < total {
+        match rx.try_recv_batch(&mut buf, &mut infos) {
+            Ok(n) => {
+                assert!((1..=6).contains(&n), "batch of {n}");
+                for (i, info) in infos[..n].iter().enumerate() {
+                    assert_eq!(info.len, 16);
+                    let (p, seq) = parse(&buf[i * 16..i * 16 + 16]);
+                    assert_eq!(
+                        seq, next[p as usize],
+                        "producer {p}: loss, duplicate or reorder"
+                    );
+                    next[p as usize] += 1;
+                    assert!(last_id < Some(info.id), "ids increase");
+                    last_id = Some(info.id);
+                }
+                got += n as u64;
+            }
+            Err(TryRecvError::Empty) => thread::yield_now(),
+            Err(e) => panic!("recv failed: {e}"),
+        }
+    }
+    assert_eq!(got, total);
+    assert_eq!(rx.lagged(), 0);
+    assert_eq!(
+        rx.try_recv_batch(&mut buf, &mut infos),
+        Err(TryRecvError::Empty)
+    );
+}
+
+#[test]
+fn unicast_mpsc_batch_receive() {
+    let ring = HeapRing::new(
+        &Config::new(Mode::Unicast)
+            .capacity(64)
+            .max_message(16)
+            .max_subscribers(8),
+    )
+    .unwrap();
+    let rx = ring.receiver().unwrap();
+    let per = TOTAL / 4;
+    let producers: Vec<_> = (0..4)
+        .map(|p| {
+            let ring = ring.clone();
+            thread::spawn(move || send_all(&ring, p, per, p % 2 == 0))
+        })
+        .collect();
+    recv_batch_all(&rx, per * 4, 4);
+    for p in producers {
+        p.join().unwrap();
+    }
+}
+
+#[test]
+fn broadcast_spmc_batch_receive() {
+    let ring = HeapRing::new(
+        &Config::new(Mode::Broadcast)
+            .capacity(64)
+            .max_message(16)
+            .max_subscribers(8),
+    )
+    .unwrap();
+    let receivers: Vec<_> = (0..3).map(|_| ring.receiver().unwrap()).collect();
+    let handles: Vec<_> = receivers
+        .into_iter()
+        .map(|rx| thread::spawn(move || recv_batch_all(&rx, TOTAL, 1)))
+        .collect();
+    send_all(&ring, 0, TOTAL, true);
+    for h in handles {
+        h.join().unwrap();
     }
 }
 

@@ -13,14 +13,14 @@ use crate::sync::atomic::Ordering::Release;
 /// A receiver raises the shared head after this many messages.
 pub(crate) const SCAN_EVERY: u32 = 16;
 
-/// Publish the receiver's `local_head`, and raise the shared head every
-/// [`SCAN_EVERY`] messages.
-pub(crate) fn publish_head<R: Regions>(rx: &Receiver<R>, to: u64) {
+/// Publish the receiver's `local_head` after it moved `steps` positions,
+/// and raise the shared head every [`SCAN_EVERY`] positions.
+pub(crate) fn publish_head<R: Regions>(rx: &Receiver<R>, to: u64, steps: u32) {
     let entry = rx.ring.regions.entry(rx.joined.id.index());
     // ORDERING(local_head): Release; pairs with the Acquire load in
     // raise_min_head, which passes it on to producers through head.
     entry.local_head.store(to, Release);
-    let n = rx.since_scan.get() + 1;
+    let n = rx.since_scan.get().saturating_add(steps);
     if n >= SCAN_EVERY {
         rx.since_scan.set(0);
         rx.ring.raise_min_head();
