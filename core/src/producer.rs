@@ -21,7 +21,7 @@ use crate::layout::SLOT_FLAG_SKIP;
 use crate::mode::Mode;
 use crate::ring::{Ring, Role, SubscriberId};
 use crate::storage::Regions;
-use crate::subscribers::Joined;
+use crate::subscribers::{Joined, Laggard};
 use crate::sync::atomic::Ordering::*;
 use crate::wake::WakeSet;
 
@@ -60,6 +60,9 @@ pub struct Producer<R: Regions> {
     joined: Joined,
     cached_head: Cell<u64>,
     sent: Cell<u64>,
+    /// Broadcast: the receiver the last full-ring scan found holding the
+    /// head back (see `claim_inner`).
+    laggard: Cell<Option<Laggard>>,
 }
 
 impl<R: Regions> fmt::Debug for Producer<R> {
@@ -85,6 +88,7 @@ impl<R: Regions> Producer<R> {
             joined,
             cached_head: Cell::new(head),
             sent: Cell::new(0),
+            laggard: Cell::new(None),
         }
     }
 
@@ -272,7 +276,19 @@ impl<R: Regions> Producer<R> {
                 if ring.geo.mode() == Mode::Broadcast
                     && cap.saturating_sub(tail.wrapping_sub(head)) < k
                 {
-                    head = ring.raise_min_head();
+                    // The scan reads every receiver's entry (a cache miss
+                    // each, the lines their reads keep writing). If the
+                    // receiver that held the head at `head` last time has
+                    // not moved, the head cannot have risen: still full,
+                    // no scan. Otherwise scan and remember the new one.
+                    match self.laggard.get() {
+                        Some(l) if head == l.local_head() && ring.laggard_unchanged(&l) => {}
+                        _ => {
+                            let (h, l) = ring.raise_min_head_laggard();
+                            head = h;
+                            self.laggard.set(l);
+                        }
+                    }
                 }
                 self.cached_head.set(head);
                 tail = hdr.tail.load(Relaxed);

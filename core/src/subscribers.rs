@@ -217,6 +217,14 @@ impl<R: Regions> Ring<R> {
     /// receivers (or to the tail if there are none), never lowering it.
     /// Returns the head after the raise.
     pub(crate) fn raise_min_head(&self) -> u64 {
+        self.raise_min_head_laggard().0
+    }
+
+    /// [`Ring::raise_min_head`], also returning the receiver that holds the
+    /// head back (the one whose `local_head` is the minimum, if any): while
+    /// its entry and `local_head` stay as they were, the head cannot rise,
+    /// so a producer that finds the ring full again may skip the scan.
+    pub(crate) fn raise_min_head_laggard(&self) -> (u64, Option<Laggard>) {
         let hdr = self.regions.header();
         let t0 = hdr.tail.load(Relaxed);
         // ORDERING(join): SeqCst fence; pairs with the joiner's fence in
@@ -225,6 +233,7 @@ impl<R: Regions> Ring<R> {
         let high =
             (hdr.wake.table_high_water.load(Relaxed) as usize).min(self.geo.max_subscribers());
         let mut min = t0;
+        let mut laggard = None;
         for i in 0..high {
             let entry = self.regions.entry(i);
             // ORDERING(entry): Acquire; pairs with the Release state store in `join`.
@@ -238,13 +247,47 @@ impl<R: Regions> Ring<R> {
                 let lh = entry.local_head.load(Acquire);
                 // A peer can store any value: one above t0 cannot hold the
                 // head back (it reads nothing below t0), so it is ignored.
-                min = min.min(lh);
+                if lh < min {
+                    min = lh;
+                    laggard = Some(Laggard {
+                        index: i,
+                        state: s,
+                        local_head: lh,
+                    });
+                }
             }
         }
         // ORDERING(head): AcqRel; Release pairs with producers' Acquire
         // loads of head (carrying the receivers' reads, above); Acquire keeps
         // the chain when another scan raised it further.
         let prev = hdr.head.fetch_max(min, AcqRel);
-        prev.max(min)
+        (prev.max(min), laggard)
+    }
+
+    /// Whether the receiver recorded by a scan still holds the head where
+    /// the scan found it (same entry state, same `local_head`).
+    pub(crate) fn laggard_unchanged(&self, l: &Laggard) -> bool {
+        if l.index >= self.geo.max_subscribers() {
+            return false;
+        }
+        let entry = self.regions.entry(l.index);
+        // Relaxed: only decides whether to report Full without a scan; no
+        // slot is reused on the strength of these loads.
+        entry.state.load(Relaxed) == l.state && entry.local_head.load(Relaxed) == l.local_head
+    }
+}
+
+/// The receiver found holding the head back by a min-head scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Laggard {
+    index: usize,
+    state: u64,
+    local_head: u64,
+}
+
+impl Laggard {
+    /// Where the scan found it.
+    pub(crate) fn local_head(&self) -> u64 {
+        self.local_head
     }
 }

@@ -65,3 +65,62 @@ fn smoke_multicast() {
     assert_eq!(a.try_recv(&mut buf), Err(TryRecvError::Empty));
     assert_eq!(b.try_recv(&mut buf), Err(TryRecvError::Empty));
 }
+
+/// A broadcast producer that finds the ring full remembers which receiver
+/// held the head back and skips the scan while that one has not moved; it
+/// must notice at once when it reads, when another receiver becomes the
+/// laggard, and when it leaves.
+#[test]
+fn broadcast_full_ring_follows_the_laggard() {
+    let ring = ring(Mode::Broadcast, 4);
+    let tx = ring.producer().unwrap();
+    let fast = ring.receiver().unwrap();
+    let slow = ring.receiver().unwrap();
+    let mut buf = [0u8; 8];
+    let mut next = 0u8;
+    let mut send = |want_full: bool| {
+        let r = tx.try_send(&[next]);
+        if want_full {
+            assert_eq!(r, Err(TrySendError::Full), "message {next}");
+        } else {
+            r.unwrap_or_else(|e| panic!("message {next}: {e}"));
+            next += 1;
+        }
+    };
+    for _ in 0..4 {
+        send(false); // 0..=3
+    }
+    while fast.try_recv(&mut buf).is_ok() {}
+    // Full: `slow` holds the head (the scan records it), and again.
+    send(true);
+    send(true);
+    // The laggard reads one: room for exactly one more.
+    assert_eq!(slow.try_recv(&mut buf).unwrap().len, 1);
+    send(false); // 4
+    send(true);
+    // `slow` catches up; `fast` (at 4) becomes the laggard once the ring
+    // is full again.
+    while slow.try_recv(&mut buf).is_ok() {}
+    for _ in 0..3 {
+        send(false); // 5..=7
+    }
+    send(true);
+    send(true);
+    assert_eq!(fast.try_recv(&mut buf).unwrap().len, 1);
+    send(false); // 8
+    send(true);
+    // The laggard leaving frees its slots at once.
+    drop(fast);
+    for _ in 0..4 {
+        assert!(slow.try_recv(&mut buf).is_ok());
+    }
+    for _ in 0..4 {
+        send(false);
+    }
+    send(true);
+    drop(slow);
+    // Nobody left: never full.
+    for _ in 0..10 {
+        send(false);
+    }
+}
