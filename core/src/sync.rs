@@ -45,7 +45,7 @@ pub(crate) use imp::*;
 /// live on the heap, see `storage.rs`).
 #[cfg(not(loom))]
 pub(crate) mod raw {
-    pub(crate) use core::sync::atomic::AtomicU64;
+    pub(crate) use core::sync::atomic::{AtomicU64, AtomicU8};
 }
 
 /// Loom's `UnsafeCell`, used as a race detector on loom payloads.
