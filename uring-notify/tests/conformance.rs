@@ -95,9 +95,9 @@ fn wakes_a_sleeping_receiver() {
             // In-process MSG_RING receivers are woken through their armed
             // FUTEX_WAIT (senders never post into a ring of their own
             // process by fd number); across processes see
-            // shm/tests/notify.rs.
-            let via_ring = kind == BackendKind::Eventfd
-                || (kind == BackendKind::MsgRing && !probe().futex_ops);
+            // shm/tests/notify.rs. A lone eventfd sleeper gets a direct
+            // write(2), not an io_uring WRITE.
+            let via_ring = kind == BackendKind::MsgRing && !probe().futex_ops;
             assert_eq!(
                 waker.stats().ring_wakes,
                 via_ring as u64,
@@ -323,4 +323,51 @@ fn receiver_moving_threads_is_still_woken() {
         }
         assert_eq!(waker.stats().failures, 0, "{kind}");
     });
+}
+
+/// Several eventfd sleepers woken by one publish: one `io_uring_enter`
+/// carries every eventfd write when io_uring is usable (a lone sleeper gets
+/// a direct `write(2)` instead, see `wakes_a_sleeping_receiver`).
+#[test]
+fn eventfd_sleepers_share_one_submit() {
+    if let Err(why) = probe().check(BackendKind::Eventfd, true) {
+        eprintln!("eventfd_sleepers_share_one_submit: skip: {why}");
+        return;
+    }
+    let ring = ring(Mode::Broadcast);
+    let fds = table();
+    let sleepers: Vec<_> = (0..3)
+        .map(|_| {
+            let rx = ring.receiver().unwrap();
+            let (r2, fds2) = (ring.clone(), fds.clone());
+            thread::spawn(move || {
+                let mut s = Sleeper::new(BackendKind::Eventfd, Some(fds2)).unwrap();
+                s.publish(&r2, rx.id()).unwrap();
+                let token = rx.prepare_wait().expect("ring is empty");
+                let r = s.sleep(&r2, rx.id(), &token, Some(Duration::from_secs(10)));
+                rx.finish_wait();
+                let mut buf = [0u8; 16];
+                (r, rx.try_recv(&mut buf).map(|i| buf[..i.len].to_vec()))
+            })
+        })
+        .collect();
+    asleep(&ring, 3);
+    let tx = ring.producer().unwrap();
+    tx.try_send(b"all").unwrap();
+    let mut waker = Waker::new(Some(fds));
+    waker.wake(&ring, &tx.wake_set(1)).unwrap();
+    for s in sleepers {
+        let (r, got) = s.join().unwrap();
+        assert_eq!(r, Ok(()));
+        assert_eq!(got, Ok(b"all".to_vec()));
+    }
+    let st = waker.stats();
+    assert_eq!(st.woken, 3);
+    if probe().uring.is_ok() {
+        assert_eq!(st.syscalls, 1, "one io_uring_enter: {st:?}");
+        assert_eq!(st.ring_wakes, 3, "{st:?}");
+    } else {
+        assert_eq!(st.syscalls, 3, "one write(2) each: {st:?}");
+    }
+    assert_eq!(st.failures, 0);
 }
