@@ -139,12 +139,29 @@ impl<R: Regions> Producer<R> {
             return Ok(0);
         }
         let (first, k) = self.claim_up_to(msgs.len() as u64)?;
+        // Slots of one cache line: write and publish each in turn. Longer
+        // slots: write every slot of the batch, then publish them in order,
+        // so a receiver waiting at `first` spins on one line while the rest
+        // are written instead of pulling each slot's lines back and forth
+        // between its payload stores and its `seq` store (measured with
+        // `shmcast-bench --only throughput`: 64-byte messages, two lines per
+        // slot, 45–64 -> 67–71 M msg/s; 8-byte ones, one line, 116–124 ->
+        // 95–101 M msg/s, hence one line is left as it was).
+        let two_pass = self.ring.geo.slot_stride() > 64;
         for (i, m) in msgs[..k as usize].iter().enumerate() {
             let pos = first.wrapping_add(i as u64);
             let slot = self.ring.geo.slot_of(pos);
             // SAFETY: as in try_send_with: `pos` is one of ours, length checked.
             unsafe { self.ring.regions.write_payload(slot, 0, m) };
-            self.publish(pos, m.len() as u32, 0, 0, 0);
+            self.write_header(pos, m.len() as u32, 0, 0, 0);
+            if !two_pass {
+                self.publish_seq(pos);
+            }
+        }
+        if two_pass {
+            for i in 0..k {
+                self.publish_seq(first.wrapping_add(i));
+            }
         }
         self.end_claim(k);
         Ok(k as usize)
@@ -323,15 +340,29 @@ impl<R: Regions> Producer<R> {
     }
 
     fn publish(&self, pos: u64, len: u32, target: u32, tag: u64, flags: u32) {
+        self.write_header(pos, len, target, tag, flags);
+        self.publish_seq(pos);
+    }
+
+    /// The header fields of our claimed slot at `pos` (Relaxed: published by
+    /// the `seq` store that follows).
+    #[inline]
+    fn write_header(&self, pos: u64, len: u32, target: u32, tag: u64, flags: u32) {
         let slot = self.ring.regions.slot(self.ring.geo.slot_of(pos));
         slot.len.store(len, Relaxed);
         slot.sender.store(self.joined.id.0, Relaxed);
         slot.target.store(target, Relaxed);
         slot.flags.store(flags, Relaxed);
         slot.tag.store(tag, Relaxed);
+    }
+
+    /// Publish position `pos`, whose payload and header are written.
+    #[inline]
+    fn publish_seq(&self, pos: u64) {
+        let slot = self.ring.regions.slot(self.ring.geo.slot_of(pos));
         // ORDERING(publish): Release; pairs with the Acquire load of
         // slot.seq in receivers (mode::*), making the payload and the header
-        // fields above visible to whoever sees seq == pos + 1.
+        // fields written before it visible to whoever sees seq == pos + 1.
         slot.seq.store(pos.wrapping_add(1), Release);
     }
 }
