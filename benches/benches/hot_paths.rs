@@ -23,7 +23,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use shmcast_core::{Config, HeapRing, Mode, TrySendError};
+use shmcast_core::{Config, HeapRing, MessageInfo, Mode, TrySendError};
 
 const CAP: u64 = 1024;
 const BATCH: usize = 32;
@@ -146,6 +146,32 @@ fn recv(c: &mut Criterion) {
                     |n| {
                         for _ in 0..n {
                             black_box(rx.try_recv(black_box(&mut buf)).expect("recv"));
+                        }
+                    },
+                    |n| {
+                        for _ in 0..n {
+                            tx.try_send(&msg).expect("refill");
+                        }
+                    },
+                )
+            })
+        });
+        // Per message, taking up to BATCH per try_recv_batch call (one head
+        // and counter update per call).
+        let mut big = vec![0u8; size * BATCH];
+        let mut infos = [MessageInfo::default(); BATCH];
+        g.bench_function(BenchmarkId::new("try_recv_batch32", size), |b| {
+            b.iter_custom(|iters| {
+                chunked(
+                    iters,
+                    |n| {
+                        let mut got = 0;
+                        while got < n {
+                            let want = (n - got).min(BATCH as u64) as usize;
+                            let k = rx
+                                .try_recv_batch(black_box(&mut big), &mut infos[..want])
+                                .expect("recv batch");
+                            got += k as u64;
                         }
                     },
                     |n| {
