@@ -223,13 +223,33 @@ fn broadcast(c: &mut Criterion) {
                 total.mul_f64(iters as f64 / (chunks * per_chunk) as f64)
             })
         });
-        // Fill the ring; every send now finds it full and rescans.
+        // Fill the ring; every send now finds it full.
         while tx.try_send(&msg).is_ok() {}
-        g.bench_function(BenchmarkId::new("full_send_rescan", n), |b| {
+        // Nobody reads: the receiver that held the head back last time has
+        // not moved, so the producer reports Full without a scan.
+        g.bench_function(BenchmarkId::new("full_send_laggard_still", n), |b| {
             b.iter(|| {
                 let r = tx.try_send(black_box(&msg));
                 debug_assert_eq!(r, Err(TrySendError::Full));
                 black_box(r)
+            })
+        });
+        // Before each (timed) send, the next receiver in turn reads one
+        // message (untimed): the recorded laggard has moved, so every send
+        // scans all n receivers (min-head scan), and every n-th one finds
+        // room.
+        g.bench_function(BenchmarkId::new("full_send_min_head_scan", n), |b| {
+            let mut turn = 0;
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let _ = rxs[turn % n].try_recv(&mut buf);
+                    turn += 1;
+                    let t = Instant::now();
+                    black_box(tx.try_send(black_box(&msg)).ok());
+                    total += t.elapsed();
+                }
+                total
             })
         });
         drop(rxs);
