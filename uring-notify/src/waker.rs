@@ -115,6 +115,8 @@ impl Waker {
         let single = set.len() == 1;
         let mut futex_mask = 0u32; // broadcast: bitset of futex sleepers on the shared word
         let mut futex_words = Vec::new(); // per-receiver words
+        let mut fallback_mask = 0u32; // MSG_RING receivers: futex-woken only if it fails
+        let mut fallback_words = Vec::new();
         let mut queued = false;
         for id in set.receivers() {
             self.stats.woken += 1;
@@ -167,13 +169,23 @@ impl Waker {
                         (Some(fd), Some(b)) => b.msg_ring(fd, id.0 as u64).is_ok(),
                         _ => false,
                     };
-                    // Also wake its word when the kernel has io_uring futex
-                    // ops: its armed FUTEX_WAIT hears it (a failed MSG_RING,
-                    // or one we could not send, is then no lost wake), and
-                    // the FUTEX_WAKE rides in the same io_uring_enter.
+                    // One we could not queue: wake its word now (its armed
+                    // FUTEX_WAIT hears it where the kernel has io_uring
+                    // futex ops, and it sleeps on the word otherwise). One
+                    // that fails in the submit: its word after the submit.
+                    // Not both on success: the receiver would get two
+                    // completions for one wake, and the second would end
+                    // its next sleep at once.
                     self.stats.ring_wakes += sent as u64;
                     queued |= sent;
-                    by_futex |= !sent || probe().futex_ops;
+                    by_futex |= !sent;
+                    if sent {
+                        if set.is_broadcast() {
+                            fallback_mask |= 1 << (id.0 % 32);
+                        } else if let Some(w) = ring.wake_word(id) {
+                            fallback_words.push(w);
+                        }
+                    }
                 }
                 BackendKind::Futex | BackendKind::UringFutex => {}
             }
@@ -199,7 +211,14 @@ impl Waker {
                 futex_words.retain(|w| b.futex_wake(w, 1, futex::MATCH_ANY).is_err());
             }
             self.stats.syscalls += 1;
-            match b.submit() {
+            let submitted = b.submit();
+            if !matches!(submitted, Ok(0)) {
+                // Some wake failed (we cannot tell which MSG_RING): reach
+                // every MSG_RING receiver of this publish by its word too.
+                futex_mask |= fallback_mask;
+                futex_words.append(&mut fallback_words);
+            }
+            match submitted {
                 Ok(failed) => self.stats.failures += failed as u64,
                 Err(errno) => {
                     // The SQEs may still be queued, naming fds valid only
