@@ -694,3 +694,54 @@ pub fn batch_races_single() {
     }
     assert_drained(&rx);
 }
+
+// ---------------------------------------------------------------------------
+// Batch receive
+
+/// One producer sends four messages through two slots; the receiver takes
+/// them with `try_recv_batch` (room for two), which publishes its head once
+/// per batch, after reading every slot of it. A head published before a
+/// read, or a reuse not ordered after it, is a race loom reports; the
+/// receiver gets every message once, in order, with its payload.
+pub fn batch_receive_wrap(mode: Mode) {
+    const N: u64 = 4;
+    let ring = ring(mode);
+    let rx = ring.receiver().unwrap();
+    let tx = ring.producer().unwrap();
+    let h = spawn(move || {
+        for k in 0..N {
+            send(&tx, value(1, k));
+        }
+    });
+    let mut got = Vec::new();
+    let mut spin = Spin::new("a batch");
+    let mut buf = [0u8; 16];
+    let mut infos = [shmcast_core::MessageInfo::default(); 2];
+    while (got.len() as u64) < N {
+        match rx.try_recv_batch(&mut buf, &mut infos) {
+            Ok(n) => {
+                assert!((1..=2).contains(&n), "batch of {n}");
+                for (i, info) in infos[..n].iter().enumerate() {
+                    assert_eq!(info.len, 8);
+                    let v = u64::from_le_bytes(buf[8 * i..8 * i + 8].try_into().unwrap());
+                    got.push(Msg {
+                        id: info.id,
+                        value: v,
+                    });
+                }
+                spin = Spin::new("a batch");
+            }
+            Err(TryRecvError::Empty) => spin.wait(),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    h.join().unwrap();
+    let want: Vec<Msg> = (0..N)
+        .map(|k| Msg {
+            id: k,
+            value: value(1, k),
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert_drained(&rx);
+}
