@@ -411,7 +411,17 @@ pub fn broadcast_join_races_reuse() {
 /// producer must get through (a wedge fails the model), and its write into
 /// the reused slot must come after `b`'s read of it. The remaining receiver
 /// gets the new message.
-pub fn broadcast_leave_unblocks_producer() {
+///
+/// `full_first`: the main thread first checks that the ring is full, so the
+/// producer starts with `b` recorded as the receiver holding the head back
+/// (its full-ring shortcut); without it, the producer's first look at the
+/// full ring is a scan. Both are run: each reaches interleavings the other
+/// does not within the preemption bound (the `leave-relaxed` mutant is only
+/// caught without the prior check).
+///
+/// `leaver_reads: false`: `b` leaves without reading at all, so only its
+/// leave (not a move of its `local_head`) can end the producer's wait.
+pub fn broadcast_leave_unblocks_producer(full_first: bool, leaver_reads: bool) {
     let ring = ring(Mode::Broadcast);
     let tx = ring.producer().unwrap();
     let a = ring.receiver().unwrap();
@@ -427,11 +437,13 @@ pub fn broadcast_leave_unblocks_producer() {
             }
         );
     }
-    let m2 = value(1, 2).to_le_bytes();
-    assert_eq!(tx.try_send(&m2), Err(TrySendError::Full), "b holds it back");
+    if full_first {
+        let m2 = value(1, 2).to_le_bytes();
+        assert_eq!(tx.try_send(&m2), Err(TrySendError::Full), "b holds it back");
+    }
 
     let leaver = spawn(move || {
-        let m = recv(&b);
+        let m = leaver_reads.then(|| recv(&b));
         drop(b);
         m
     });
@@ -446,10 +458,10 @@ pub fn broadcast_leave_unblocks_producer() {
     assert_eq!(producer.join().unwrap(), 2);
     assert_eq!(
         leaver.join().unwrap(),
-        Msg {
+        leaver_reads.then_some(Msg {
             id: 0,
             value: value(1, 0)
-        }
+        })
     );
     assert_drained(&a);
 }

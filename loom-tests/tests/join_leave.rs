@@ -12,5 +12,15 @@ fn join_racing_the_reuse_of_its_start_slot() {
 
 #[test]
 fn leave_unblocks_a_producer_waiting_on_a_full_ring() {
-    model_deep(scenarios::broadcast_leave_unblocks_producer);
+    model_deep(|| scenarios::broadcast_leave_unblocks_producer(true, true));
+}
+
+#[test]
+fn leave_unblocks_a_producer_without_reading() {
+    model_deep(|| scenarios::broadcast_leave_unblocks_producer(true, false));
+}
+
+#[test]
+fn leave_unblocks_a_producer_that_first_scans() {
+    model_deep(|| scenarios::broadcast_leave_unblocks_producer(false, true));
 }
