@@ -37,6 +37,8 @@
 //! loop's is that of Relaxed 8-byte atomic loads and stores of the same
 //! words this module accesses everywhere else (on the shared side the
 //! words are 8-aligned), so the racy-safety argument above is unchanged.
+//! The wide loops are left out under Miri (no inline assembly there) and in
+//! fuzzing builds (ASan does not see into `asm!`): those run the word loop.
 
 use crate::sync::atomic::Ordering::Relaxed;
 use crate::sync::raw::AtomicU64;
@@ -55,7 +57,12 @@ unsafe fn word<'a>(base: *mut u8, at: usize) -> &'a AtomicU64 {
 }
 
 /// The wide copy loops, x86-64 only.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "sse2",
+    not(miri),
+    not(fuzzing)
+))]
 mod wide {
     use crate::sync::atomic::Ordering::Relaxed;
     use crate::sync::raw::AtomicU8;
@@ -89,28 +96,36 @@ mod wide {
     /// As [`copy_blocks`], and the CPU and OS support AVX.
     #[target_feature(enable = "avx")]
     pub(super) unsafe fn copy_blocks_avx(dst: *mut u8, src: *const u8, len: usize) {
+        if len == 0 {
+            return;
+        }
         // SAFETY: the loop reads exactly src..src+len and writes exactly
         // dst..dst+len (len a non-zero multiple of 64, so `sub` reaches 0
-        // and ends it), valid per the contract; it touches no stack and
-        // clobbers only the declared registers and flags. `vzeroupper`
-        // leaves the upper halves clean for SSE code that follows.
+        // and ends it), valid per the contract; it touches no stack.
+        // `vzeroupper` (which leaves the upper halves clean for SSE code
+        // that follows) changes the upper bits of *every* vector register,
+        // so the block declares the C ABI's clobbers, all vector registers
+        // at whatever width the target has, rather than only the two it
+        // names: a caller compiled with AVX enabled may keep a 256-bit value
+        // live across the copy (a review found that miscompile with the two
+        // scratch registers declared alone). `clobber_abi` needs explicit
+        // registers for the operands.
         unsafe {
             core::arch::asm!(
                 "2:",
-                "vmovdqu {a}, ymmword ptr [{s}]",
-                "vmovdqu {b}, ymmword ptr [{s} + 32]",
-                "vmovdqu ymmword ptr [{t}], {a}",
-                "vmovdqu ymmword ptr [{t} + 32], {b}",
-                "add {s}, 64",
-                "add {t}, 64",
-                "sub {n}, 64",
+                "vmovdqu ymm0, ymmword ptr [rsi]",
+                "vmovdqu ymm1, ymmword ptr [rsi + 32]",
+                "vmovdqu ymmword ptr [rdi], ymm0",
+                "vmovdqu ymmword ptr [rdi + 32], ymm1",
+                "add rsi, 64",
+                "add rdi, 64",
+                "sub rcx, 64",
                 "jnz 2b",
                 "vzeroupper",
-                s = inout(reg) src => _,
-                t = inout(reg) dst => _,
-                n = inout(reg) len => _,
-                a = out(ymm_reg) _,
-                b = out(ymm_reg) _,
+                inout("rsi") src => _,
+                inout("rdi") dst => _,
+                inout("rcx") len => _,
+                clobber_abi("C"),
                 options(nostack),
             );
         }
@@ -121,6 +136,9 @@ mod wide {
     /// As [`copy_blocks`].
     #[inline]
     pub(super) unsafe fn copy_blocks_sse2(dst: *mut u8, src: *const u8, len: usize) {
+        if len == 0 {
+            return;
+        }
         // SAFETY: as in copy_blocks_avx, with 16-byte registers (SSE2 is
         // part of the x86-64 baseline).
         unsafe {
@@ -204,7 +222,12 @@ mod wide {
 /// As [`wide::copy_blocks`], for the first `len` bytes.
 #[inline]
 unsafe fn copy_wide(dst: *mut u8, src: *const u8, len: usize) -> usize {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "sse2",
+        not(miri),
+        not(fuzzing)
+    ))]
     {
         let bulk = len & !(wide::BLOCK - 1);
         if bulk != 0 {
@@ -213,7 +236,12 @@ unsafe fn copy_wide(dst: *mut u8, src: *const u8, len: usize) -> usize {
         }
         bulk
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "sse2",
+        not(miri),
+        not(fuzzing)
+    )))]
     {
         let _ = (dst, src, len);
         0
@@ -384,7 +412,12 @@ mod tests {
     use super::*;
 
     /// Both wide loops, whichever one `copy_blocks` picks on this machine.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "sse2",
+        not(miri),
+        not(fuzzing)
+    ))]
     #[test]
     fn sse2_and_avx_loops_copy_exactly() {
         let src: [u8; 4104] = core::array::from_fn(|i| (i * 31 + 7) as u8);

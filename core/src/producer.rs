@@ -232,6 +232,7 @@ impl<R: Regions> Producer<R> {
     /// Claim exactly `k` positions or none.
     #[inline]
     fn claim(&self, k: u64) -> Result<u64, TrySendError> {
+        debug_assert!(k >= 1 && k <= self.ring.geo.capacity());
         // Fast path: open, room by the cached head, and the CAS wins at the
         // first try. Anything else (a stale cache, contention, a full or
         // closed ring, a peer's garbage) is `claim_inner`'s business.

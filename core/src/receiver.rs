@@ -211,7 +211,8 @@ impl<R: Regions> Receiver<R> {
     /// Receive up to `infos.len()` messages at once, packed back to back
     /// into `buf`: message `i` is `buf[off_i .. off_i + infos[i].len]`,
     /// where `off_i` is the sum of the earlier `len`s. Returns how many
-    /// were received (at least 1), or the error `try_recv` would return.
+    /// were received (at least 1 unless `infos` is empty, which returns
+    /// `Ok(0)` at once), or the error `try_recv` would return.
     ///
     /// Unicast and broadcast receivers read the run of published messages
     /// at their head and publish the head (and the `received` counter) once

@@ -556,7 +556,11 @@ impl Receiver {
                 if !budget.is_zero() {
                     // Re-check the ring (one `seq` load when empty) every few
                     // pause instructions: a pause costs ~25 ns on our VMs.
-                    let until = Instant::now() + budget;
+                    // Never past the caller's deadline.
+                    let until = match deadline {
+                        Some(d) => d.min(Instant::now() + budget),
+                        None => Instant::now() + budget,
+                    };
                     while Instant::now() < until {
                         for _ in 0..if yielding { 1 } else { 16 } {
                             if yielding {
