@@ -70,6 +70,9 @@ mod wide {
     /// Bytes per iteration of [`copy_blocks`].
     pub(super) const BLOCK: usize = 64;
 
+    /// Copies from this long take the AVX loop (where usable).
+    const AVX_FROM: usize = 512;
+
     /// Copy `len` bytes, a non-zero multiple of [`BLOCK`], from `src` to
     /// `dst` with unaligned 32-byte (AVX) or 16-byte (SSE2) loads and stores.
     ///
@@ -81,7 +84,11 @@ mod wide {
     #[inline]
     pub(super) unsafe fn copy_blocks(dst: *mut u8, src: *const u8, len: usize) {
         debug_assert!(len != 0 && len % BLOCK == 0);
-        if avx_usable() {
+        // Short copies stay in the inline SSE2 loop: the AVX one is a call
+        // (a `target_feature` function is not inlined into baseline code)
+        // whose C-ABI clobbers make the caller spill its registers, which
+        // costs more than 32-byte moves save on a few lines.
+        if len >= AVX_FROM && avx_usable() {
             // SAFETY: AVX is supported by the CPU and enabled by the OS
             // (checked above); the rest is our caller's contract.
             unsafe { copy_blocks_avx(dst, src, len) }
