@@ -318,6 +318,7 @@ fn pick_round_robin<R: Regions>(ring: &Ring<R>, seen: &[u64], n: u64, set: &mut 
 /// loads, without building a wake set. `false` means nobody sleeps and
 /// nothing needs doing; `true` means call `wake_set` (which fences and
 /// reads again, then takes the bits).
+#[inline]
 pub(crate) fn any_sleepers_after_publish<R: Regions>(ring: &Ring<R>) -> bool {
     // ORDERING(eventcount): SeqCst fence; pairs with the fence in
     // Receiver::prepare_wait, exactly as in `wake_after_publish`.
@@ -330,8 +331,14 @@ pub(crate) fn any_sleepers_after_publish<R: Regions>(ring: &Ring<R>) -> bool {
     for w in 0..words {
         any |= ring.regions.waiter_word(w).load(Relaxed);
     }
-    any != 0
-        && (0..words).any(|w| ring.regions.waiter_word(w).load(Relaxed) & table_bits(ring, w) != 0)
+    any != 0 && any_in_table(ring, words)
+}
+
+/// The exact check: a waiter bit of an entry inside the table.
+#[cold]
+#[inline(never)]
+fn any_in_table<R: Regions>(ring: &Ring<R>, words: usize) -> bool {
+    (0..words).any(|w| ring.regions.waiter_word(w).load(Relaxed) & table_bits(ring, w) != 0)
 }
 
 /// Wake every sleeper (after `close`).

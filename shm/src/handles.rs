@@ -93,6 +93,7 @@ impl Sender {
         }
     }
 
+    #[inline]
     fn p(&self) -> &CoreProducer {
         self.inner.as_ref().expect("only None during drop")
     }
@@ -107,11 +108,19 @@ impl Sender {
     /// fast eventcount check, and the wake only if somebody sleeps.
     #[inline]
     fn after_publish(&self, n: u64, target: Option<SubscriberId>) {
-        let ring = self.p().ring();
-        if !ring.sleepers_after_publish() {
+        if !self.p().ring().sleepers_after_publish() {
             self.skipped.set(self.skipped.get().wrapping_add(1));
             return;
         }
+        self.wake_sleepers(n, target);
+    }
+
+    /// The slow half of `after_publish`, out of line so that the common
+    /// case (nobody asleep) carries none of its stack frame.
+    #[cold]
+    #[inline(never)]
+    fn wake_sleepers(&self, n: u64, target: Option<SubscriberId>) {
+        let ring = self.p().ring();
         let set = match target {
             Some(t) => ring.wake_set_for(t),
             None => ring.wake_set(n),
@@ -140,6 +149,7 @@ impl Sender {
     }
 
     /// Send `data` if there is room now. Returns the message id.
+    #[inline]
     pub fn try_send(&self, data: &[u8]) -> Result<u64, TrySendError> {
         let id = self.p().try_send(data)?;
         self.after_publish(1, None);
