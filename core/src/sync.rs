@@ -45,7 +45,16 @@ pub(crate) use imp::*;
 /// live on the heap, see `storage.rs`).
 #[cfg(not(loom))]
 pub(crate) mod raw {
-    pub(crate) use core::sync::atomic::{AtomicU64, AtomicU8};
+    pub(crate) use core::sync::atomic::AtomicU64;
+    /// For the copy module's cached CPU-feature check (only where its wide
+    /// loops exist).
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "sse2",
+        not(miri),
+        not(fuzzing)
+    ))]
+    pub(crate) use core::sync::atomic::AtomicU8;
 }
 
 /// Loom's `UnsafeCell`, used as a race detector on loom payloads.

@@ -393,6 +393,11 @@ impl World {
                     }
                 }
             }
+            Op::Recv(RecvOp::Batch { r, buf, max }) => {
+                if let Some(i) = pick(*r, self.receivers.len()) {
+                    self.recv_batch(i, buf.0, usize::from(max % 9));
+                }
+            }
             Op::Recv(RecvOp::Read { r, offset, win }) => self.read(*r, &[], offset.0, win.0),
             Op::Wait(w) => self.wait(w),
             Op::Close(Rare(false)) => {}
@@ -490,6 +495,33 @@ impl World {
             Err(_) => {}
         }
         got
+    }
+
+    /// `try_recv_batch` under a hostile writer: whatever the peer wrote, the
+    /// batch stays inside `buf` and `infos`, every info is sane, only the
+    /// first message may be truncated, and ids increase.
+    fn recv_batch(&self, i: usize, buf_len: usize, max: usize) {
+        let mut buf = vec![0u8; buf_len];
+        let mut infos = vec![MessageInfo::default(); max];
+        match self.receivers[i].try_recv_batch(&mut buf, &mut infos) {
+            Ok(n) => {
+                assert!(n <= max, "{n} messages for {max} infos");
+                assert!(n >= 1 || max == 0, "Ok(0) with room for {max}");
+                let mut used = 0;
+                for (k, info) in infos[..n].iter().enumerate() {
+                    self.check_info(info, buf_len - used);
+                    if k > 0 {
+                        assert!(!info.truncated(), "message {k} of a batch truncated: {info:?}");
+                        assert!(info.id > infos[k - 1].id, "ids increase: {:?}", &infos[..n]);
+                    }
+                    used += info.len;
+                }
+                assert!(used <= buf_len, "{used} bytes delivered into {buf_len}");
+            }
+            Err(TryRecvError::Lagged(n)) => assert!(n >= 1, "Lagged(0)"),
+            Err(TryRecvError::ZeroCopyUnsupported) => panic!("try_recv_batch never says that"),
+            Err(_) => {}
+        }
     }
 
     fn check_info(&self, info: &MessageInfo, buf_len: usize) {

@@ -15,8 +15,8 @@ use common::oracle::{Msg, Oracle};
 use common::*;
 use libfuzzer_sys::fuzz_target;
 use shmcast_core::{
-    Config, Envelope, HeapRegions, HeapRing, Mode, Producer, Receiver, Regions, SubscriberId,
-    TryRecvError, TrySendError, WakeSet,
+    Config, Envelope, HeapRegions, HeapRing, MessageInfo, Mode, Producer, Receiver, Regions,
+    SubscriberId, TryRecvError, TrySendError, WakeSet,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -317,11 +317,49 @@ impl World {
                 }
                 panic!("drain did not end within a ring's worth of messages");
             }
+            RecvOp::Batch { r, buf, max } => {
+                if let Some(r) = self.receiver(r) {
+                    self.recv_batch(r, buf.0, usize::from(max % 9));
+                }
+            }
             RecvOp::Read { r, offset, win } => {
                 if let Some(r) = self.receiver(r) {
                     self.read(r, offset.0, win.0);
                 }
             }
+        }
+    }
+
+    fn recv_batch(&mut self, r: u32, buf_len: usize, max: usize) {
+        let want = self.oracle.recv_batch(r, buf_len, max);
+        let mut buf = vec![0xA5u8; buf_len];
+        let mut infos = vec![MessageInfo::default(); max];
+        let rx = self.receivers[r as usize]
+            .as_ref()
+            .expect("oracle says receiver");
+        match (rx.try_recv_batch(&mut buf, &mut infos), want) {
+            (Ok(n), Ok(want)) => {
+                assert_eq!(n, want.len(), "batch count");
+                let mut off = 0;
+                let mut ids = Vec::new();
+                for (info, (pos, msg, k)) in infos[..n].iter().zip(&want) {
+                    assert_eq!(info.id, *pos, "message id is its position");
+                    assert_eq!(info.len, *k, "delivered length");
+                    assert_eq!(info.message_len, msg.data.len(), "message length");
+                    let got = &buf[off..off + k];
+                    assert!(payload_matches(got, &msg.data[..*k]), "payload bytes");
+                    assert_eq!(info.sender, SubscriberId(msg.sender), "sender");
+                    assert_eq!(info.target, msg.target.map(SubscriberId), "target");
+                    assert_eq!(info.tag, msg.tag, "tag");
+                    off += k;
+                    ids.push(info.id);
+                }
+                assert!(buf[off..].iter().all(|&b| b == 0xA5), "wrote past the batch");
+                for id in ids {
+                    self.delivered(r, id);
+                }
+            }
+            (got, want) => assert_eq!(got, want.map(|v| v.len()), "try_recv_batch by {r}"),
         }
     }
 

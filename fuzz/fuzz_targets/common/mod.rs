@@ -308,6 +308,16 @@ pub enum RecvOp {
         /// Buffer length.
         buf: Len,
     },
+    /// `try_recv_batch` into a buffer of `buf` bytes with room for
+    /// `max % 9` infos.
+    Batch {
+        /// Which receiver.
+        r: Pick,
+        /// Buffer length.
+        buf: Len,
+        /// Infos (mod 9).
+        max: u8,
+    },
     /// `try_read`, `read_at(offset)` into `win` bytes, drop the guard.
     Read {
         /// Which receiver.

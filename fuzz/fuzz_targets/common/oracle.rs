@@ -272,6 +272,70 @@ impl Oracle {
         })
     }
 
+    /// `try_recv_batch` with `buf` bytes and `max` infos: what each delivered
+    /// message is and how many of its bytes fit, or the error.
+    #[allow(clippy::type_complexity)]
+    pub fn recv_batch(
+        &mut self,
+        r: u32,
+        buf: usize,
+        max: usize,
+    ) -> Result<Vec<(u64, Msg, usize)>, TryRecvError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        let mut used = 0;
+        if self.mode == Mode::Multicast {
+            // One claim each; later ones only while max_message bytes fit.
+            let (pos, msg) = self.recv(r)?;
+            used += buf.min(msg.data.len());
+            out.push((pos, msg, used));
+            while out.len() < max && buf - used >= self.max_message {
+                match self.recv(r) {
+                    Ok((pos, msg)) => {
+                        let k = msg.data.len();
+                        used += k;
+                        out.push((pos, msg, k));
+                    }
+                    Err(_) => break,
+                }
+            }
+            return Ok(out);
+        }
+        let closed = self.closed;
+        let queue = self.queue_of(r);
+        while out.len() < max {
+            let Some(rec) = queue.front() else { break };
+            let for_us = rec
+                .msg
+                .as_ref()
+                .is_some_and(|m| m.target.is_none_or(|t| t == r));
+            if !for_us {
+                queue.pop_front();
+                continue;
+            }
+            let len = rec.msg.as_ref().map_or(0, |m| m.data.len());
+            let room = buf - used;
+            if len > room && !out.is_empty() {
+                break;
+            }
+            let rec = queue.pop_front().expect("peeked");
+            let k = len.min(room);
+            used += k;
+            out.push((rec.pos, rec.msg.expect("for us"), k));
+        }
+        self.entries[r as usize].received += out.len() as u64;
+        if out.is_empty() {
+            return Err(if closed {
+                TryRecvError::Closed
+            } else {
+                TryRecvError::Empty
+            });
+        }
+        Ok(out)
+    }
+
     /// `try_read`: multicast refuses, the others receive in place.
     pub fn read(&mut self, r: u32) -> Result<(u64, Msg), TryRecvError> {
         if self.mode == Mode::Multicast {
