@@ -511,7 +511,10 @@ impl World {
                 for (k, info) in infos[..n].iter().enumerate() {
                     self.check_info(info, buf_len - used);
                     if k > 0 {
-                        assert!(!info.truncated(), "message {k} of a batch truncated: {info:?}");
+                        assert!(
+                            !info.truncated(),
+                            "message {k} of a batch truncated: {info:?}"
+                        );
                         assert!(info.id > infos[k - 1].id, "ids increase: {:?}", &infos[..n]);
                     }
                     used += info.len;

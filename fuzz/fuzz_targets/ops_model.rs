@@ -354,7 +354,10 @@ impl World {
                     off += k;
                     ids.push(info.id);
                 }
-                assert!(buf[off..].iter().all(|&b| b == 0xA5), "wrote past the batch");
+                assert!(
+                    buf[off..].iter().all(|&b| b == 0xA5),
+                    "wrote past the batch"
+                );
                 for id in ids {
                     self.delivered(r, id);
                 }
