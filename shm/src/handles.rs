@@ -531,15 +531,20 @@ impl Receiver {
         self.recv_until(buf, Some(deadline))
     }
 
-    fn attempt(&self, buf: &mut [u8]) -> Option<Result<MessageInfo, RecvError>> {
-        match self.inner.try_recv(buf) {
+    /// One receive attempt through `take` (a `try_recv` or a
+    /// `try_recv_batch`): `None` to keep waiting.
+    fn attempt<T>(
+        &self,
+        take: &mut impl FnMut(&CoreReceiver) -> Result<T, TryRecvError>,
+    ) -> Option<Result<T, RecvError>> {
+        match take(&self.inner) {
             Ok(m) => Some(Ok(m)),
             Err(TryRecvError::Empty) => {
                 let ring = self.inner.ring();
                 if ring.mode() == Mode::Unicast && ring.senders_gone() {
                     // Drained, and nobody is left to send: closed, as for a
                     // channel whose senders were all dropped.
-                    return Some(match self.inner.try_recv(buf) {
+                    return Some(match take(&self.inner) {
                         Ok(m) => Ok(m),
                         Err(_) => Err(RecvError::Closed),
                     });
@@ -555,9 +560,52 @@ impl Receiver {
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> Result<MessageInfo, RecvError> {
+        self.wait_for(deadline, |rx| rx.try_recv(buf))
+    }
+
+    /// Receive up to `infos.len()` messages into `buf` (packed back to back,
+    /// as [`shmcast_core::Receiver::try_recv_batch`] describes), sleeping
+    /// until at least one arrives. Returns how many.
+    pub fn recv_batch(
+        &self,
+        buf: &mut [u8],
+        infos: &mut [MessageInfo],
+    ) -> Result<usize, RecvError> {
+        self.recv_batch_until(buf, infos, None)
+    }
+
+    /// [`Receiver::recv_batch`], sleeping at most `timeout`.
+    pub fn recv_batch_timeout(
+        &self,
+        buf: &mut [u8],
+        infos: &mut [MessageInfo],
+        timeout: Duration,
+    ) -> Result<usize, RecvError> {
+        self.recv_batch_until(buf, infos, Instant::now().checked_add(timeout))
+    }
+
+    fn recv_batch_until(
+        &self,
+        buf: &mut [u8],
+        infos: &mut [MessageInfo],
+        deadline: Option<Instant>,
+    ) -> Result<usize, RecvError> {
+        if infos.is_empty() {
+            return Ok(0);
+        }
+        self.wait_for(deadline, |rx| rx.try_recv_batch(buf, infos))
+    }
+
+    /// The blocking loop shared by every `recv*`: try, spin or yield for
+    /// the spin budget, then sleep on the eventcount until `deadline`.
+    fn wait_for<T>(
+        &self,
+        deadline: Option<Instant>,
+        mut take: impl FnMut(&CoreReceiver) -> Result<T, TryRecvError>,
+    ) -> Result<T, RecvError> {
         let mut spun = false;
         loop {
-            if let Some(r) = self.attempt(buf) {
+            if let Some(r) = self.attempt(&mut take) {
                 return r;
             }
             if !spun {
@@ -580,7 +628,7 @@ impl Receiver {
                                     std::hint::spin_loop();
                                 }
                             }
-                            match self.inner.try_recv(buf) {
+                            match take(&self.inner) {
                                 Ok(m) => return Ok(m),
                                 Err(TryRecvError::Empty) => {}
                                 // Reported as is: a Lagged receiver has

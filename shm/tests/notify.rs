@@ -480,3 +480,65 @@ fn a_peer_cannot_steer_msg_ring_wakes_into_other_rings() {
         "the application's ring got nothing"
     );
 }
+
+/// The blocking batch receive: a receiver asleep in `recv_batch` is woken by
+/// a sender process that did not exist when it fell asleep, and takes the
+/// run of messages in batches (at most as many as it has infos for), in
+/// order; with the ring empty it times out; after a destroy it is closed.
+#[test]
+fn recv_batch_sleeps_then_takes_runs_of_messages() {
+    let name = unique("recv-batch");
+    let ch = ChannelBuilder::new(&name)
+        .capacity(64)
+        .max_message(32)
+        .create()
+        .unwrap();
+    let mut rx = ch.receiver().unwrap();
+    rx.set_spin(shmcast::Spin::Off);
+    // A sender of our own keeps the unicast ring open once the peer's left
+    // (else a drained ring without senders reads as closed).
+    let _tx = ch.sender().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 32 * 8];
+        let mut infos = [shmcast::MessageInfo::default(); 8];
+        let mut seqs = Vec::new();
+        let mut batches = 0;
+        while seqs.len() < 40 {
+            let n = rx
+                .recv_batch_timeout(&mut buf, &mut infos, Duration::from_secs(20))
+                .expect("a batch");
+            assert!((1..=8).contains(&n), "batch of {n}");
+            let mut off = 0;
+            for info in &infos[..n] {
+                let m = &buf[off..off + info.len];
+                seqs.push(u64::from_le_bytes(m[8..16].try_into().unwrap()));
+                off += info.len;
+            }
+            batches += 1;
+        }
+        let mut buf = [0u8; 32];
+        let mut one = [shmcast::MessageInfo::default(); 1];
+        let empty = rx.recv_batch_timeout(&mut buf, &mut one, Duration::from_millis(30));
+        (seqs, batches, empty, rx)
+    });
+    wait_asleep(&ch, 1);
+    let (code, out, err) = run(
+        &[
+            "send", &name, "--count", "40", "--batch", "8", "--size", "32",
+        ],
+        LIMIT,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (seqs, batches, empty, rx) = reader.join().unwrap();
+    assert_eq!(seqs, (0..40).collect::<Vec<u64>>());
+    assert!(batches >= 5, "{batches} batches of at most 8");
+    assert_eq!(empty, Err(RecvError::Timeout));
+    ch.destroy();
+    let mut buf = [0u8; 32];
+    let mut one = [shmcast::MessageInfo::default(); 1];
+    assert_eq!(
+        rx.recv_batch_timeout(&mut buf, &mut one, Duration::from_secs(5)),
+        Err(RecvError::Closed)
+    );
+    assert_eq!(rx.recv_batch(&mut buf, &mut []), Ok(0));
+}
