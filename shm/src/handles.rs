@@ -565,7 +565,8 @@ impl Receiver {
 
     /// Receive up to `infos.len()` messages into `buf` (packed back to back,
     /// as [`shmcast_core::Receiver::try_recv_batch`] describes), sleeping
-    /// until at least one arrives. Returns how many.
+    /// until at least one arrives. Returns how many (0 only for empty
+    /// `infos`, at once). Errors as [`Receiver::recv`].
     pub fn recv_batch(
         &self,
         buf: &mut [u8],
