@@ -34,7 +34,7 @@ pub const MAGIC: u64 = u64::from_be_bytes(*b"SHMCAST\0");
 
 /// Version of this layout. Bumped whenever a field moves or changes meaning;
 /// attach refuses any other value with [`LayoutError::VersionMismatch`].
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Bytes of [`SlotHeader`] at the start of every slot; the payload follows.
 pub const SLOT_HEADER_SIZE: usize = 32;
@@ -97,7 +97,7 @@ pub struct GeometryWords {
     pub max_message: AtomicU32,
     /// Entries in the subscriber table.
     pub max_subscribers: AtomicU32,
-    /// Option bits; none are defined in layout version 1, so it must be 0.
+    /// Option bits; none are defined in layout versions 1 and 2, so it must be 0.
     pub flags: AtomicU32,
     /// Size the control region must have.
     pub control_size: AtomicU64,
@@ -134,6 +134,14 @@ pub struct WakeWords {
     /// more, a drained unicast channel then reads as closed (like a channel
     /// whose senders were all dropped).
     pub sender_joined: AtomicU32,
+    /// Broadcast wake relay (layout version 2): a producer that wakes only
+    /// one of several futex sleepers on `broadcast` ORs their futex bitsets
+    /// in here first; whichever broadcast sleeper returns next swaps it to 0
+    /// and wakes those bitsets on `broadcast` itself, so the producer pays
+    /// one wake instead of one per sleeper. Untrusted: a wrong value costs
+    /// spurious wakes, and a relay that never happens is bounded by the
+    /// sleepers' guard timeout (see the notify crate).
+    pub relay: AtomicU32,
 }
 
 /// The first [`CONTROL_HEADER_SIZE`] bytes of the control region.

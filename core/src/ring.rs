@@ -252,6 +252,13 @@ impl<R: Regions> Ring<R> {
         &self.regions.header().wake.broadcast
     }
 
+    /// The broadcast wake relay word: futex bitsets of broadcast sleepers
+    /// still to be woken on [`Ring::broadcast_wake_word`] by whichever
+    /// sleeper returns first (see [`WakeWords::relay`](crate::layout::WakeWords::relay)).
+    pub fn broadcast_relay_word(&self) -> &AtomicU32 {
+        &self.regions.header().wake.relay
+    }
+
     /// The futex word a unicast or multicast receiver sleeps on. `None` for
     /// an index outside the table.
     pub fn wake_word(&self, id: SubscriberId) -> Option<&AtomicU32> {

@@ -380,6 +380,7 @@ mod heap {
                     exclusive_receiver: u32z(),
                     table_high_water: u32z(),
                     sender_joined: u32z(),
+                    relay: u32z(),
                 }),
             };
             let entry = || SubscriberEntry {

@@ -38,7 +38,14 @@
 //! the producer stops at step 2.
 //!
 //! **One wake per publish.** Broadcast sleepers share the channel word: one
-//! bump and (in the notify layer) one `FUTEX_WAKE` reach all of them.
+//! bump and (in the notify layer) one `FUTEX_WAKE` reach all of them. With
+//! many futex sleepers the notify layer wakes one and leaves the others'
+//! futex bitsets in [`WakeWords::relay`](crate::layout::WakeWords::relay)
+//! for it to wake: the kernel wakes sleepers one by one, and the relay
+//! moves that cost off the producer. The bump happens first either way, so
+//! the argument above is unchanged: a sleeper not yet queued in the kernel
+//! sees the moved word, one queued is woken by the producer or, later, by
+//! the relay.
 
 use core::fmt;
 

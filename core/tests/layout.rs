@@ -112,14 +112,18 @@ fn decode_rejects_bad_magic() {
 
 #[test]
 fn decode_rejects_unknown_version() {
-    let e = decode_with(|w, _, _| w.version = 2).unwrap_err();
-    assert_eq!(
-        e,
-        LayoutError::VersionMismatch {
-            ours: LAYOUT_VERSION,
-            theirs: 2
-        }
-    );
+    // 1: the layout before the broadcast wake relay (its receivers would
+    // never relay a wake); LAYOUT_VERSION + 1: a newer one.
+    for theirs in [1, LAYOUT_VERSION + 1] {
+        let e = decode_with(|w, _, _| w.version = theirs).unwrap_err();
+        assert_eq!(
+            e,
+            LayoutError::VersionMismatch {
+                ours: LAYOUT_VERSION,
+                theirs
+            }
+        );
+    }
 }
 
 #[test]

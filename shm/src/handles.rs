@@ -462,6 +462,7 @@ impl Receiver {
     /// Switch to another notify backend (takes effect at the next sleep).
     pub fn set_backend(&mut self, kind: BackendKind) -> Result<(), Unsupported> {
         let mut s = Sleeper::new(kind, self.eventfds.clone())?;
+        s.set_guard(self.sleeper.get_mut().guard());
         s.publish(self.inner.ring(), self.inner.id())
             .map_err(|e| Unsupported {
                 kind,
@@ -475,6 +476,17 @@ impl Receiver {
     /// Set the spin before sleeping (default [`Spin::Auto`]).
     pub fn set_spin(&mut self, spin: Spin) {
         self.spin = spin;
+    }
+
+    /// Set the longest single sleep of the blocking calls (default
+    /// [`WAKE_GUARD`](shmcast_uring_notify::WAKE_GUARD), 100 ms; at least
+    /// 1 ms). A sleeping receiver looks at the ring again after this long
+    /// even if no wake came, which bounds how late a lost wake can make a
+    /// message: one lost because a broadcast relay receiver died before it
+    /// relayed, or because a peer cleared our waiter bit. Longer means fewer
+    /// idle wake-ups (one per period while nothing arrives).
+    pub fn set_wake_guard(&mut self, guard: Duration) {
+        self.sleeper.get_mut().set_guard(guard);
     }
 
     /// The eventfd producers signal when this receiver sleeps with the

@@ -54,6 +54,8 @@ fn stress(kind: BackendKind, mode: Mode, receivers: usize, count: u64) {
                 "recv",
                 &name,
                 "--blocking",
+                "--guard-ms",
+                NO_GUARD_MS,
                 "--backend",
                 kind.name(),
                 "--timeout",
@@ -139,6 +141,8 @@ fn stress(kind: BackendKind, mode: Mode, receivers: usize, count: u64) {
 fn no_lost_wakeups_futex() {
     stress(BackendKind::Futex, Mode::Unicast, 1, 1_000_000);
     stress(BackendKind::Futex, Mode::Broadcast, 2, 100_000);
+    // Past RELAY_ABOVE sleepers: most wakes go through the relay.
+    stress(BackendKind::Futex, Mode::Broadcast, 4, 50_000);
     stress(BackendKind::Futex, Mode::Multicast, 2, 100_000);
 }
 
@@ -146,6 +150,7 @@ fn no_lost_wakeups_futex() {
 fn no_lost_wakeups_uring_futex() {
     stress(BackendKind::UringFutex, Mode::Unicast, 1, 1_000_000);
     stress(BackendKind::UringFutex, Mode::Broadcast, 2, 100_000);
+    stress(BackendKind::UringFutex, Mode::Broadcast, 4, 50_000);
     stress(BackendKind::UringFutex, Mode::Multicast, 2, 100_000);
 }
 
@@ -194,6 +199,10 @@ fn no_wake_syscall_while_receivers_are_awake() {
     assert_eq!(st.syscalls, 0, "{st:?}");
 }
 
+/// A wake guard (`--guard-ms`) far above every timeout here: a lost wake
+/// must fail these tests, not be covered up by the guard's re-check.
+const NO_GUARD_MS: &str = "3600000";
+
 /// Wait until `n` receivers have their waiter bit set (are asleep).
 fn wait_asleep(ch: &shmcast::Channel, n: u32) {
     use shmcast::core::Regions;
@@ -235,6 +244,8 @@ fn one_wake_syscall_per_publish_for_many_broadcast_sleepers() {
                     "--count",
                     "3",
                     "--blocking",
+                    "--guard-ms",
+                    NO_GUARD_MS,
                     "--backend",
                     kind.name(),
                     "--timeout",
@@ -261,6 +272,14 @@ fn one_wake_syscall_per_publish_for_many_broadcast_sleepers() {
                 1,
                 "{kind}: one syscall for four sleepers"
             );
+            // Futex sleepers past RELAY_ABOVE: one woken by the sender, the
+            // other three by it (the peers' guard is an hour: were the relay
+            // not performed, they would time out).
+            assert_eq!(
+                after.relays - before.relays,
+                u64::from(kind.woken_by_futex()),
+                "{kind}: relayed"
+            );
         }
         for r in rxs {
             let (code, out, err) = r.finish(LIMIT);
@@ -284,6 +303,8 @@ fn sender_attached_before_receiver_wakes_it() {
         "--count",
         "1",
         "--blocking",
+        "--guard-ms",
+        NO_GUARD_MS,
         "--timeout",
         "30",
     ]));
@@ -309,6 +330,8 @@ fn receiver_asleep_before_sender_attaches_is_woken() {
         "--count",
         "1",
         "--blocking",
+        "--guard-ms",
+        NO_GUARD_MS,
         "--timeout",
         "30",
     ]));
@@ -363,6 +386,8 @@ fn destroy_wakes_a_sleeping_receiver() {
         &name,
         "--until-closed",
         "--blocking",
+        "--guard-ms",
+        NO_GUARD_MS,
         "--timeout",
         "30",
     ]));
@@ -382,7 +407,8 @@ fn unicast_receiver_sees_closed_when_the_last_sender_leaves() {
         .max_message(64)
         .create()
         .unwrap();
-    let rx = ch.receiver().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    rx.set_wake_guard(Duration::from_secs(3600));
     let mut buf = [0u8; 64];
     // No sender has ever joined: a receiver just waits (here: times out).
     assert_eq!(
@@ -416,7 +442,8 @@ fn abandoned_zero_copy_claim_wakes_receivers_blocked_behind_it() {
         .max_message(64)
         .create()
         .unwrap();
-    let rx = ch.receiver().unwrap();
+    let mut rx = ch.receiver().unwrap();
+    rx.set_wake_guard(Duration::from_secs(3600));
     let mut a = ch.sender().unwrap();
     let b = ch.sender().unwrap();
     let waiter = std::thread::spawn(move || {
@@ -495,6 +522,7 @@ fn recv_batch_sleeps_then_takes_runs_of_messages() {
         .unwrap();
     let mut rx = ch.receiver().unwrap();
     rx.set_spin(shmcast::Spin::Off);
+    rx.set_wake_guard(Duration::from_secs(3600));
     // A sender of our own keeps the unicast ring open once the peer's left
     // (else a drained ring without senders reads as closed).
     let _tx = ch.sender().unwrap();
@@ -541,4 +569,81 @@ fn recv_batch_sleeps_then_takes_runs_of_messages() {
         Err(RecvError::Closed)
     );
     assert_eq!(rx.recv_batch(&mut buf, &mut []), Ok(0));
+}
+
+/// A broadcast wake relay taken by someone who never performs it costs the
+/// other sleepers at most their wake guard, not the message. The thief here
+/// is a thread of ours queued on the broadcast word before the receivers
+/// (so the sender's single `FUTEX_WAKE` reaches it first: waiters of equal
+/// priority are woken in order), which then clears the relay word, as a
+/// hostile peer could, or does nothing, as a killed one would.
+#[test]
+fn a_hijacked_broadcast_relay_delays_sleepers_by_their_guard_only() {
+    use shmcast_uring_notify::futex;
+    use std::sync::atomic::Ordering::SeqCst;
+    let _one = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let name = unique("relay-thief");
+    let ch = ChannelBuilder::new(&name)
+        .mode(Mode::Broadcast)
+        .capacity(16)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let ring = ch.ring();
+    std::thread::scope(|s| {
+        let thief = s.spawn(|| {
+            let word = ring.broadcast_wake_word();
+            let seen = word.load(SeqCst);
+            // Returns on the wake (or at once if the word already moved,
+            // which only a sender could do: there is none yet).
+            futex::wait(word, seen, futex::MATCH_ANY, Some(Duration::from_secs(30))).unwrap();
+            ring.broadcast_relay_word().swap(0, SeqCst)
+        });
+        // Let the thief reach the kernel's queue first.
+        std::thread::sleep(Duration::from_millis(300));
+        let mut rxs: Vec<_> = (0..4)
+            .map(|_| {
+                Running::spawn(peer(&[
+                    "recv",
+                    &name,
+                    "--count",
+                    "1",
+                    "--blocking",
+                    "--backend",
+                    "futex",
+                    "--guard-ms",
+                    "200",
+                    "--timeout",
+                    "30",
+                ]))
+            })
+            .collect();
+        for r in &mut rxs {
+            assert!(r.line().starts_with("joined"));
+        }
+        let tx = ch.sender().unwrap();
+        wait_asleep(&ch, 4);
+        // A process that probed io_uring gets one spurious wake-up some
+        // tens of ms later (the probe ring's teardown interrupts the task
+        // with task work), which would find the message and hide a missing
+        // guard: let that pass, then make sure they all sleep again.
+        std::thread::sleep(Duration::from_millis(500));
+        wait_asleep(&ch, 4);
+        let sent = Instant::now();
+        tx.send(b"through the guard").unwrap();
+        let st = tx.stats();
+        assert_eq!((st.woken, st.relays, st.syscalls), (4, 1, 1), "{st:?}");
+        let stolen = thief.join().unwrap();
+        assert_ne!(stolen, 0, "the thief was woken and took the relay");
+        for r in rxs {
+            let (code, out, err) = r.finish(LIMIT);
+            assert_eq!(code, 0, "every receiver got the message: {out}{err}");
+        }
+        // Without the guard they would sleep to their 30 s timeout.
+        let took = sent.elapsed();
+        assert!(
+            took < Duration::from_secs(15),
+            "woken by their 200 ms guard, not their timeout ({took:?})"
+        );
+    });
 }

@@ -18,6 +18,14 @@
 //! woken by one `FUTEX_WAKE_BITSET`; eventfd and `MSG_RING` wakes are
 //! batched as SQEs into one `io_uring_enter`.
 //!
+//! Past [`RELAY_ABOVE`] broadcast futex sleepers the producer wakes only
+//! one and leaves the others to it (the wake relay, see [`Waker::wake`] and
+//! [`relay`]): the kernel wakes sleepers one by one, each a cross-CPU IPI
+//! paid by the waker. Every sleep ends after at most [`WAKE_GUARD`] (or the
+//! receiver's own guard), so a relay that never happens — its receiver
+//! killed first, a hostile peer that took it — makes a message late by at
+//! most that.
+//!
 //! Facts that shaped this (measured on kernel 6.18, 2-vCPU VM, DESIGN.md):
 //! a cross-CPU wake costs ~6–7 µs whatever the primitive, so the
 //! eventcount matters more than the primitive; io_uring fds cannot be sent
@@ -35,8 +43,8 @@ mod waker;
 
 pub use error::{SleepError, Unsupported, WakeError};
 pub use probe::{allow_ptrace_from_peers, probe, select, Probe, Selection};
-pub use sleeper::Sleeper;
-pub use waker::{WakeStats, Waker};
+pub use sleeper::{relay, Sleeper, WAKE_GUARD};
+pub use waker::{WakeStats, Waker, RELAY_ABOVE};
 
 use std::fmt;
 use std::str::FromStr;

@@ -17,12 +17,43 @@ enum Imp {
     Eventfd(Arc<[OwnedFd]>),
 }
 
+/// The longest a receiver sleeps in one go before it looks at the ring
+/// again, whatever timeout it was given: the bound on how late a lost wake
+/// can make a message (an idle receiver pays one spurious wake-up per
+/// period, ~10 µs of CPU every 100 ms).
+pub const WAKE_GUARD: Duration = Duration::from_millis(100);
+
+/// Perform a pending broadcast wake relay: wake, on the broadcast word,
+/// the futex bitsets a producer left in the relay word when it woke only
+/// one of several sleepers. Whoever swaps a non-zero value out does it, so
+/// each relay is performed once.
+pub fn relay<R: Regions>(ring: &Ring<R>) {
+    use std::sync::atomic::Ordering::{Acquire, Relaxed};
+    let word = ring.broadcast_relay_word();
+    // Plain load first: nothing pending is the common case, and a load
+    // does not pull the line over exclusively.
+    if word.load(Relaxed) == 0 {
+        return;
+    }
+    // ORDERING: Acquire; pairs with the producer's Release `fetch_or` in
+    // `Waker::wake`, which follows its bump of the broadcast word: every
+    // sleeper the producer meant is either queued in the kernel before our
+    // wake below or sees the bumped word and does not sleep.
+    let mask = word.swap(0, Acquire);
+    if mask != 0 {
+        // Best effort: an error (there is none for a valid word) leaves the
+        // sleepers to their guard timeout.
+        let _ = futex::wake(ring.broadcast_wake_word(), i32::MAX as u32, mask);
+    }
+}
+
 /// How one receiver sleeps. Created with the backend [`crate::select`]ed;
 /// [`Sleeper::publish`] tells producers how to reach it.
 #[derive(Debug)]
 pub struct Sleeper {
     kind: BackendKind,
     imp: Imp,
+    guard: Duration,
 }
 
 impl Sleeper {
@@ -35,7 +66,23 @@ impl Sleeper {
             BackendKind::UringFutex | BackendKind::MsgRing => Imp::Ring(None),
             BackendKind::Eventfd => Imp::Eventfd(eventfds.expect("checked by probe")),
         };
-        Ok(Sleeper { kind, imp })
+        Ok(Sleeper {
+            kind,
+            imp,
+            guard: WAKE_GUARD,
+        })
+    }
+
+    /// Set the longest single sleep (default [`WAKE_GUARD`]; at least
+    /// 1 ms is used). Longer means fewer idle wake-ups and a longer delay
+    /// when a wake is lost.
+    pub fn set_guard(&mut self, guard: Duration) {
+        self.guard = guard.max(Duration::from_millis(1));
+    }
+
+    /// The longest single sleep.
+    pub fn guard(&self) -> Duration {
+        self.guard
     }
 
     /// The backend.
@@ -94,7 +141,35 @@ impl Sleeper {
 
     /// Sleep until the token's word moves (a wake), or `timeout`. May
     /// return early (spuriously): callers re-check the ring anyway.
+    ///
+    /// One sleep lasts at most the guard ([`WAKE_GUARD`] unless
+    /// [`Sleeper::set_guard`] says otherwise); past it this returns `Ok`
+    /// as a spurious wake, so a wake that never comes — a broadcast relay
+    /// whose receiver was killed before it relayed, a peer that cleared our
+    /// waiter bit — delays a message by at most that, never forever.
+    /// Broadcast sleepers also perform a pending relay on their way out
+    /// (see [`Waker::wake`](crate::Waker::wake)).
     pub fn sleep<R: Regions>(
+        &mut self,
+        ring: &Ring<R>,
+        id: SubscriberId,
+        token: &WaitToken<'_>,
+        timeout: Option<Duration>,
+    ) -> Result<(), SleepError> {
+        let guard = self.guard;
+        let guarded = timeout.is_none_or(|t| t > guard);
+        let timeout = Some(timeout.map_or(guard, |t| t.min(guard)));
+        let slept = self.sleep_once(ring, id, token, timeout);
+        if token.is_shared() {
+            relay(ring);
+        }
+        match slept {
+            Err(SleepError::Timeout) if guarded => Ok(()),
+            other => other,
+        }
+    }
+
+    fn sleep_once<R: Regions>(
         &mut self,
         ring: &Ring<R>,
         id: SubscriberId,

@@ -28,7 +28,20 @@ pub struct WakeStats {
     pub failures: u64,
     /// Wakes queued as io_uring SQEs (`MSG_RING`, eventfd writes).
     pub ring_wakes: u64,
+    /// Broadcast wakes handed to a relay: one sleeper woken, the rest left
+    /// to it (see [`Waker::wake`]).
+    pub relays: u64,
 }
+
+/// Broadcast futex sleepers a producer wakes itself; from one more on, it
+/// wakes one and leaves the rest to that one (the relay). Measured on this
+/// project's 2-vCPU VM (`shmcast-bench --only broadcast`, and an in-process
+/// repro with 16 receivers asleep on one CPU): one `FUTEX_WAKE` of 16
+/// sleepers cost the producer ~31 µs, one wake per sleeper, each an IPI;
+/// waking one cost ~5.5 µs and the relay's wakes of the other 15, local to
+/// their CPU, a fraction of that. Up to this many the producer wakes them
+/// all: the others then need not wait for the relay to be scheduled.
+pub const RELAY_ABOVE: u32 = 2;
 
 /// Delivers wakes for one producer.
 #[derive(Debug, Default)]
@@ -102,7 +115,7 @@ impl Waker {
     /// the common cases: one `FUTEX_WAKE(_BITSET)` when every sleeper waits
     /// on a futex word, one `io_uring_enter` carrying every SQE otherwise.
     pub fn wake<R: Regions>(&mut self, ring: &Ring<R>, set: &WakeSet) -> Result<(), WakeError> {
-        use std::sync::atomic::Ordering::{Acquire, Relaxed};
+        use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
         self.stats.checks += 1;
         if set.is_empty() {
             self.stats.skipped += 1;
@@ -114,6 +127,7 @@ impl Waker {
         // ring). The ring pays off when it carries several wakes at once.
         let single = set.len() == 1;
         let mut futex_mask = 0u32; // broadcast: bitset of futex sleepers on the shared word
+        let mut futex_n = 0u32; // how many of them
         let mut futex_words = Vec::new(); // per-receiver words
         let mut fallback_mask = 0u32; // MSG_RING receivers: futex-woken only if it fails
         let mut fallback_words = Vec::new();
@@ -192,12 +206,30 @@ impl Waker {
             if by_futex {
                 if set.is_broadcast() {
                     futex_mask |= 1 << (id.0 % 32);
+                    futex_n += 1;
                 } else if let Some(w) = ring.wake_word(id) {
                     futex_words.push(w);
                 }
             }
         }
         let word = ring.broadcast_wake_word();
+        // Broadcast: past RELAY_ABOVE futex sleepers, wake one and leave
+        // the others' bitsets in the relay word for it (or any broadcast
+        // sleeper that returns first) to wake: `Sleeper::sleep` relays on
+        // its way out. The core has bumped the word already, so a sleeper
+        // not yet queued in the kernel sees it moved and does not sleep;
+        // one queued is woken by us or by the relay, which comes later.
+        // A relay that never happens (its receiver killed in between, a
+        // peer clearing the word) is bounded by the sleepers' WAKE_GUARD.
+        let mut futex_n_wake = i32::MAX as u32;
+        if futex_n > RELAY_ABOVE {
+            // ORDERING: Release; pairs with the Acquire swap in
+            // `sleeper::relay`: the bump that precedes this (in the core's
+            // wake_set) happens before the relay's wake.
+            ring.broadcast_relay_word().fetch_or(futex_mask, Release);
+            futex_n_wake = 1;
+            self.stats.relays += 1;
+        }
         let mut submit_error = None;
         if queued {
             // Fold the futex wakes into the same io_uring_enter when the
@@ -205,7 +237,7 @@ impl Waker {
             let fold = probe().futex_ops;
             let b = self.batch.as_mut().expect("queued implies a batch");
             if fold {
-                if futex_mask != 0 && b.futex_wake(word, i32::MAX as u32, futex_mask).is_ok() {
+                if futex_mask != 0 && b.futex_wake(word, futex_n_wake, futex_mask).is_ok() {
                     futex_mask = 0;
                 }
                 futex_words.retain(|w| b.futex_wake(w, 1, futex::MATCH_ANY).is_err());
@@ -234,7 +266,7 @@ impl Waker {
         }
         if futex_mask != 0 {
             self.stats.syscalls += 1;
-            futex::wake(word, i32::MAX as u32, futex_mask).map_err(|errno| WakeError::Io {
+            futex::wake(word, futex_n_wake, futex_mask).map_err(|errno| WakeError::Io {
                 op: "futex(FUTEX_WAKE_BITSET)",
                 errno,
             })?;

@@ -10,11 +10,15 @@
 //!                         [--sync-every N --receivers R]
 //! shmcast-peer recv  NAME --count N [--buf B] [--timeout SECS] [--out FILE] [--until-closed]
 //!                         [--blocking] [--backend futex|uring-futex|msg-ring|eventfd]
-//!                         [--pause-every N --pause-us U] [--seed S]
+//!                         [--guard-ms MS] [--pause-every N --pause-us U] [--seed S]
 //! shmcast-peer info  NAME
 //! ```
 //!
 //! `--blocking` uses the sleeping calls (`send_timeout` / `recv_timeout`);
+//! `--guard-ms MS` sets the receiver's wake guard (its longest single
+//! sleep; the library's default is 100 ms): tests of wake-ups set it far
+//! above their timeouts, so that a lost wake fails them instead of being
+//! covered up by the guard.
 //! `--pause-every N --pause-us U` pauses about every N messages (at random)
 //! for up to U µs, so that the other side runs dry and falls asleep.
 //! `--sync-every N --receivers R` makes the sender stop, about every N
@@ -132,7 +136,8 @@ const USAGE: &str = "usage:
   shmcast-peer send  NAME --count N [--size B] [--tag T] [--target ID] [--batch K] [--timeout SECS]
                           [--blocking] [--pause-every N --pause-us U] [--seed S] [--sync-every N --receivers R]
   shmcast-peer recv  NAME --count N [--buf B] [--timeout SECS] [--out FILE] [--until-closed]
-                          [--blocking] [--backend futex|uring-futex|msg-ring|eventfd] [--pause-every N --pause-us U]
+                          [--blocking] [--backend futex|uring-futex|msg-ring|eventfd] [--guard-ms MS]
+                          [--pause-every N --pause-us U]
   shmcast-peer info  NAME";
 
 fn main() -> ExitCode {
@@ -329,7 +334,11 @@ fn recv(a: &Args) -> Result<(), String> {
         None => None,
     };
     let peer = attach(&a.name, Role::Recv).map_err(|e| e.to_string())?;
-    let rx = peer.receiver_with(backend).map_err(|e| e.to_string())?;
+    let mut rx = peer.receiver_with(backend).map_err(|e| e.to_string())?;
+    if let Some(ms) = a.opts.get("guard-ms") {
+        let ms: u64 = ms.parse().map_err(|e| format!("--guard-ms: {e}"))?;
+        rx.set_wake_guard(Duration::from_millis(ms));
+    }
     if let Some(why) = rx.backend_fallback() {
         eprintln!("shmcast-peer: {why}; using {}", rx.backend());
     }
