@@ -16,9 +16,25 @@ pub fn create() -> Result<OwnedFd, Errno> {
     eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)
 }
 
-/// Wait until `fd` is readable or `timeout` passes, then drain it.
-/// `Ok` on a signal (or EINTR: callers re-check anyway).
-pub fn wait(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<(), SleepError> {
+/// Drain `fd`, then, unless `woken()` says a wake already came, wait
+/// until `fd` is readable or `timeout` passes. `Ok` on a signal (or EINTR:
+/// callers re-check anyway).
+///
+/// The drain comes first, not after the wake: one syscall less between the
+/// wake and the receiver's look at the ring (it also clears counts left by
+/// wakes that arrived while the receiver was not sleeping). `woken` is the
+/// eventcount's word check; a producer moves the word before it writes the
+/// eventfd, so a write this drain consumed shows there, and a later one
+/// makes the poll return.
+pub fn wait(
+    fd: BorrowedFd<'_>,
+    timeout: Option<Duration>,
+    woken: impl FnOnce() -> bool,
+) -> Result<(), SleepError> {
+    drain(fd);
+    if woken() {
+        return Ok(());
+    }
     let ts = timeout.map(|d| Timespec {
         tv_sec: d.as_secs() as i64,
         tv_nsec: d.subsec_nanos() as _,
@@ -35,7 +51,6 @@ pub fn wait(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<(), SleepEr
             })
         }
     }
-    drain(fd);
     Ok(())
 }
 

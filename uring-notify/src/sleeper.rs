@@ -188,7 +188,7 @@ impl Sleeper {
         match &mut self.imp {
             Imp::Futex => futex::wait(word, token.expected(), bitset, timeout),
             Imp::Eventfd(fds) => match fds.get(id.index()) {
-                Some(fd) => eventfd::wait(fd.as_fd(), timeout),
+                Some(fd) => eventfd::wait(fd.as_fd(), timeout, || token.is_woken()),
                 None => futex::wait(word, token.expected(), bitset, timeout),
             },
             Imp::Ring(slot) => {
