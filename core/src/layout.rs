@@ -174,6 +174,10 @@ pub const ROLE_SEND: u64 = 1 << 8;
 /// Role bit in `SubscriberEntry::state`: the subscriber may receive.
 pub const ROLE_RECV: u64 = 1 << 9;
 
+/// `SubscriberEntry::sleeping` while the receiver sleeps in a sleeper that
+/// performs broadcast wake relays.
+pub const SLEEPING_RELAYS: u32 = 1;
+
 /// One subscriber (sender, receiver, or both) in the control region.
 #[repr(C, align(128))]
 #[derive(Debug)]
@@ -199,8 +203,12 @@ pub struct SubscriberEntry {
     pub claim_start: AtomicU64,
     /// Producer claim record: slots in the claim in flight (0 = none).
     pub claim_count: AtomicU32,
-    /// Reserved, zero.
-    pub reserved: AtomicU32,
+    /// [`SLEEPING_RELAYS`] while the receiver sleeps in a sleeper that
+    /// performs broadcast wake relays on its way out (the notify crate's);
+    /// 0 otherwise, e.g. while it sleeps in its own event loop (layout
+    /// version 2). A producer relays a broadcast wake only when every
+    /// sleeper it wakes shows it. Untrusted.
+    pub sleeping: AtomicU32,
     /// Messages sent through this entry.
     pub sent: AtomicU64,
     /// Messages received through this entry.

@@ -259,6 +259,60 @@ impl<R: Regions> Ring<R> {
         &self.regions.header().wake.relay
     }
 
+    /// Hand the wake of the broadcast sleepers whose futex bitsets are
+    /// `bitsets` to a relay. Call after [`Producer::wake_set`] (which bumped
+    /// the broadcast word) and before waking one of them; whichever
+    /// broadcast sleeper returns first then [takes](Ring::take_relay) it.
+    pub fn offer_relay(&self, bitsets: u32) {
+        // ORDERING(relay): Release; pairs with the Acquire swap in
+        // `take_relay`, so the bump of the broadcast word (in `wake_set`,
+        // before this) happens before the relay's futex wake: a sleeper the
+        // relay's wake misses took the futex lock after it, and then sees
+        // the bumped word and does not sleep.
+        self.broadcast_relay_word().fetch_or(bitsets, Release);
+    }
+
+    /// Whether a broadcast wake may be handed to a relay at all: every
+    /// receiver index ever joined is below 32, so each has a futex bitset
+    /// (`1 << index`) of its own and a single `FUTEX_WAKE_BITSET` with the
+    /// sleepers' bitsets can only reach one of those sleepers (or a waiter
+    /// a hostile peer queued, which the producer's relay watch covers).
+    /// With more, bitsets are shared (`index % 32`) and a single wake could
+    /// land on a receiver that is not asleep in a relaying sleeper.
+    pub fn relay_bitsets_unique(&self) -> bool {
+        self.regions.header().wake.table_high_water.load(Relaxed) <= 32
+    }
+
+    /// Whether receiver `id` is asleep in a sleeper that performs broadcast
+    /// wake relays (its entry's `sleeping` word). Call after `wake_set`
+    /// took its waiter bit.
+    pub fn sleeps_relaying(&self, id: SubscriberId) -> bool {
+        // ORDERING(relay): Relaxed; `wake_set` took the receiver's waiter
+        // bit with an Acquire RMW that read its Release `fetch_or` in
+        // `prepare_wait`, and the receiver cleared `sleeping` after its
+        // previous sleep, before that: this load sees that 0 or the 1 of
+        // the sleep the bit announced, never a 1 left from an earlier one.
+        id.index() < self.geo.max_subscribers()
+            && self.regions.entry(id.index()).sleeping.load(Relaxed)
+                == crate::layout::SLEEPING_RELAYS
+    }
+
+    /// Take a pending broadcast wake relay: the futex bitsets to wake on
+    /// the broadcast word (all waiters of those bitsets), or 0 when none is
+    /// pending. Each offer is taken once. A broadcast sleeper calls this
+    /// whenever its sleep ends, however it ended.
+    pub fn take_relay(&self) -> u32 {
+        let word = self.broadcast_relay_word();
+        // Relaxed: a plain look first, so the common case (nothing
+        // pending) does not take the line exclusively; the swap below is
+        // what synchronises.
+        if word.load(Relaxed) == 0 {
+            return 0;
+        }
+        // ORDERING(relay): Acquire; pairs with the Release in `offer_relay`.
+        word.swap(0, Acquire)
+    }
+
     /// The futex word a unicast or multicast receiver sleeps on. `None` for
     /// an index outside the table.
     pub fn wake_word(&self, id: SubscriberId) -> Option<&AtomicU32> {

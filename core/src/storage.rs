@@ -391,7 +391,7 @@ mod heap {
                 liveness: u64z(),
                 claim_start: u64z(),
                 claim_count: u32z(),
-                reserved: u32z(),
+                sleeping: u32z(),
                 sent: u64z(),
                 received: u64z(),
                 lagged: u64z(),

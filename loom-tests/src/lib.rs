@@ -21,7 +21,7 @@ pub mod scenarios;
 
 #[cfg(loom)]
 mod rt {
-    pub use loom::sync::Arc;
+    pub use loom::sync::{Arc, Mutex};
     pub use loom::thread::{spawn, yield_now, JoinHandle};
 
     /// Test-side atomics (flags and counters shared between scenario threads).
@@ -32,7 +32,7 @@ mod rt {
 
 #[cfg(not(loom))]
 mod rt {
-    pub use std::sync::Arc;
+    pub use std::sync::{Arc, Mutex};
     pub use std::thread::{spawn, yield_now, JoinHandle};
 
     /// Test-side atomics (flags and counters shared between scenario threads).

@@ -4,7 +4,7 @@
 //! suite's bound (`model_deep`).
 
 use shmcast_core::Mode;
-use shmcast_loom_tests::{model_deep, scenarios};
+use shmcast_loom_tests::{model, model_deep, scenarios};
 
 #[test]
 fn no_lost_wakeup_unicast() {
@@ -39,4 +39,9 @@ fn no_wake_when_nobody_sleeps_multicast() {
 #[test]
 fn one_broadcast_bump_wakes_every_sleeper() {
     model_deep(scenarios::wake_broadcast_one_bump);
+}
+
+#[test]
+fn broadcast_relay_wakes_every_sleeper() {
+    model(|| scenarios::wake_broadcast_relay(2));
 }

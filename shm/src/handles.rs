@@ -30,6 +30,9 @@ pub struct Sender {
     /// Publishes whose fast check found nobody asleep (kept out of the
     /// `RefCell` so the common path borrows nothing); folded into `stats()`.
     skipped: Cell<u64>,
+    /// A broadcast wake relay we offered may be untaken: watch it after
+    /// each publish (`Waker::watch_relay`).
+    relay_watch: Cell<bool>,
 }
 
 impl fmt::Debug for Sender {
@@ -90,6 +93,7 @@ impl Sender {
             inner: Some(inner),
             waker: RefCell::new(Waker::new(eventfds)),
             skipped: Cell::new(0),
+            relay_watch: Cell::new(false),
         }
     }
 
@@ -101,7 +105,9 @@ impl Sender {
     fn wake(&self, set: WakeSet) {
         // A failed wake is counted (`stats().failures`); the message is
         // sent either way, and every receiver's sleep is bounded.
-        let _ = self.waker.borrow_mut().wake(self.p().ring(), &set);
+        let mut waker = self.waker.borrow_mut();
+        let _ = waker.wake(self.p().ring(), &set);
+        self.relay_watch.set(waker.relay_pending());
     }
 
     /// After publishing `n` messages (to `target` only, if given): the
@@ -110,9 +116,21 @@ impl Sender {
     fn after_publish(&self, n: u64, target: Option<SubscriberId>) {
         if !self.p().ring().sleepers_after_publish() {
             self.skipped.set(self.skipped.get().wrapping_add(1));
+            if self.relay_watch.get() {
+                self.watch_relay();
+            }
             return;
         }
         self.wake_sleepers(n, target);
+    }
+
+    /// A relay we offered may still be untaken: see `Waker::watch_relay`.
+    #[cold]
+    #[inline(never)]
+    fn watch_relay(&self) {
+        let mut waker = self.waker.borrow_mut();
+        waker.watch_relay(self.p().ring());
+        self.relay_watch.set(waker.relay_pending());
     }
 
     /// The slow half of `after_publish`, out of line so that the common
@@ -185,7 +203,12 @@ impl Sender {
 
     /// [`Sender::try_claim`] with an [`Envelope`].
     pub fn try_claim_with(&mut self, env: Envelope) -> Result<SendSlot<'_>, TrySendError> {
-        let Sender { inner, waker, .. } = self;
+        let Sender {
+            inner,
+            waker,
+            relay_watch,
+            ..
+        } = self;
         let producer = inner.as_mut().expect("only None during drop");
         let ring = producer.ring().clone();
         let slot = producer.try_claim_with(env)?;
@@ -193,6 +216,7 @@ impl Sender {
             slot: Some(slot),
             ring,
             waker,
+            relay_watch,
             target: env.target,
         })
     }
@@ -253,7 +277,16 @@ pub struct SendSlot<'a> {
     slot: Option<shmcast_core::SendSlot<'a, ShmRegions>>,
     ring: Ring<ShmRegions>,
     waker: &'a RefCell<Waker>,
+    relay_watch: &'a Cell<bool>,
     target: Option<SubscriberId>,
+}
+
+impl SendSlot<'_> {
+    fn wake(&self, set: &WakeSet) {
+        let mut waker = self.waker.borrow_mut();
+        let _ = waker.wake(&self.ring, set);
+        self.relay_watch.set(waker.relay_pending());
+    }
 }
 
 impl fmt::Debug for SendSlot<'_> {
@@ -283,7 +316,7 @@ impl Drop for SendSlot<'_> {
             // they found this one unpublished) must step over it now.
             drop(slot);
             let set = self.ring.wake_set(1);
-            let _ = self.waker.borrow_mut().wake(&self.ring, &set);
+            self.wake(&set);
         }
     }
 }
@@ -297,7 +330,7 @@ impl SendSlot<'_> {
             Some(t) => self.ring.wake_set_for(t),
             None => self.ring.wake_set(1),
         };
-        let _ = self.waker.borrow_mut().wake(&self.ring, &set);
+        self.wake(&set);
         id
     }
 }

@@ -221,6 +221,32 @@ fn wait_asleep(ch: &shmcast::Channel, n: u32) {
     }
 }
 
+/// Wait until `n` entries show a receiver asleep in a sleeper that
+/// performs broadcast wake relays (set just before its wait; producers
+/// relay only through those).
+fn wait_relaying(ch: &shmcast::Channel, n: usize) {
+    use shmcast::core::layout::SLEEPING_RELAYS;
+    use shmcast::core::Regions;
+    let ring = ch.ring();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let k = (0..ring.geometry().max_subscribers())
+            .filter(|&i| {
+                ring.regions()
+                    .entry(i)
+                    .sleeping
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                    == SLEEPING_RELAYS
+            })
+            .count();
+        if k >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "sleepers never said they relay");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 #[test]
 fn one_wake_syscall_per_publish_for_many_broadcast_sleepers() {
     for kind in BackendKind::ALL {
@@ -259,6 +285,7 @@ fn one_wake_syscall_per_publish_for_many_broadcast_sleepers() {
         let tx = ch.sender().unwrap();
         for round in 1..=3u64 {
             wait_asleep(&ch, 4);
+            wait_relaying(&ch, 4);
             let before = tx.stats();
             tx.send(&[round as u8; 16]).unwrap();
             let after = tx.stats();
@@ -597,7 +624,7 @@ fn a_hijacked_broadcast_relay_delays_sleepers_by_their_guard_only() {
             // Returns on the wake (or at once if the word already moved,
             // which only a sender could do: there is none yet).
             futex::wait(word, seen, futex::MATCH_ANY, Some(Duration::from_secs(30))).unwrap();
-            ring.broadcast_relay_word().swap(0, SeqCst)
+            ring.take_relay()
         });
         // Let the thief reach the kernel's queue first.
         std::thread::sleep(Duration::from_millis(300));
@@ -629,6 +656,7 @@ fn a_hijacked_broadcast_relay_delays_sleepers_by_their_guard_only() {
         // guard: let that pass, then make sure they all sleep again.
         std::thread::sleep(Duration::from_millis(500));
         wait_asleep(&ch, 4);
+        wait_relaying(&ch, 4);
         let sent = Instant::now();
         tx.send(b"through the guard").unwrap();
         let st = tx.stats();

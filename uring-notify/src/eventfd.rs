@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
 use rustix::io::Errno;
-use rustix::time::Timespec;
 
 use crate::SleepError;
 
@@ -35,10 +34,7 @@ pub fn wait(
     if woken() {
         return Ok(());
     }
-    let ts = timeout.map(|d| Timespec {
-        tv_sec: d.as_secs() as i64,
-        tv_nsec: d.subsec_nanos() as _,
-    });
+    let ts = timeout.map(crate::futex::timespec);
     let mut fds = [PollFd::new(&fd, PollFlags::IN)];
     match poll(&mut fds, ts.as_ref()) {
         Ok(0) => return Err(SleepError::Timeout),

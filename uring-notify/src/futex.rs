@@ -16,9 +16,11 @@ use crate::SleepError;
 /// Wait-any bitset (`FUTEX_BITSET_MATCH_ANY`).
 pub const MATCH_ANY: u32 = u32::MAX;
 
-fn timespec(d: Duration) -> Timespec {
+/// `d` as a timespec; durations past ~146 billion years saturate rather
+/// than wrap to a negative (invalid) time.
+pub(crate) fn timespec(d: Duration) -> Timespec {
     Timespec {
-        tv_sec: d.as_secs() as i64,
+        tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2),
         tv_nsec: d.subsec_nanos() as _,
     }
 }

@@ -21,10 +21,13 @@
 //! Past [`RELAY_ABOVE`] broadcast futex sleepers the producer wakes only
 //! one and leaves the others to it (the wake relay, see [`Waker::wake`] and
 //! [`relay`]): the kernel wakes sleepers one by one, each a cross-CPU IPI
-//! paid by the waker. Every sleep ends after at most [`WAKE_GUARD`] (or the
-//! receiver's own guard), so a relay that never happens — its receiver
-//! killed first, a hostile peer that took it — makes a message late by at
-//! most that.
+//! paid by the waker. Only through sleepers asleep in [`Sleeper::sleep`]
+//! (which relays on its way out) and only while futex bitsets are unique
+//! (fewer than 33 subscribers ever joined); a relay left untaken for
+//! [`RELAY_WATCH`] is performed by the producer ([`Waker::watch_relay`]).
+//! Every sleep ends after at most [`WAKE_GUARD`] (or the receiver's own
+//! guard), so a relay that never happens — its receiver killed first, a
+//! hostile peer that took it — makes a message late by at most that.
 //!
 //! Facts that shaped this (measured on kernel 6.18, 2-vCPU VM, DESIGN.md):
 //! a cross-CPU wake costs ~6–7 µs whatever the primitive, so the
@@ -43,8 +46,8 @@ mod waker;
 
 pub use error::{SleepError, Unsupported, WakeError};
 pub use probe::{allow_ptrace_from_peers, probe, select, Probe, Selection};
-pub use sleeper::{relay, Sleeper, WAKE_GUARD};
-pub use waker::{WakeStats, Waker, RELAY_ABOVE};
+pub use sleeper::{relay, Sleeper, MAX_WAKE_GUARD, WAKE_GUARD};
+pub use waker::{WakeStats, Waker, RELAY_ABOVE, RELAY_WATCH};
 
 use std::fmt;
 use std::str::FromStr;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shmcast_core::atomic::AtomicU32;
+use shmcast_core::layout::SLEEPING_RELAYS;
 use shmcast_core::{Regions, Ring, SubscriberId, WaitToken};
 
 use crate::uring::RingWaiter;
@@ -23,23 +24,15 @@ enum Imp {
 /// period, ~10 µs of CPU every 100 ms).
 pub const WAKE_GUARD: Duration = Duration::from_millis(100);
 
+/// The longest wake guard [`Sleeper::set_guard`] accepts: a day.
+pub const MAX_WAKE_GUARD: Duration = Duration::from_secs(24 * 3600);
+
 /// Perform a pending broadcast wake relay: wake, on the broadcast word,
 /// the futex bitsets a producer left in the relay word when it woke only
-/// one of several sleepers. Whoever swaps a non-zero value out does it, so
-/// each relay is performed once.
+/// one of several sleepers ([`Ring::take_relay`]: each relay is performed
+/// once, by whoever takes it).
 pub fn relay<R: Regions>(ring: &Ring<R>) {
-    use std::sync::atomic::Ordering::{Acquire, Relaxed};
-    let word = ring.broadcast_relay_word();
-    // Plain load first: nothing pending is the common case, and a load
-    // does not pull the line over exclusively.
-    if word.load(Relaxed) == 0 {
-        return;
-    }
-    // ORDERING: Acquire; pairs with the producer's Release `fetch_or` in
-    // `Waker::wake`, which follows its bump of the broadcast word: every
-    // sleeper the producer meant is either queued in the kernel before our
-    // wake below or sees the bumped word and does not sleep.
-    let mask = word.swap(0, Acquire);
+    let mask = ring.take_relay();
     if mask != 0 {
         // Best effort: an error (there is none for a valid word) leaves the
         // sleepers to their guard timeout.
@@ -73,11 +66,11 @@ impl Sleeper {
         })
     }
 
-    /// Set the longest single sleep (default [`WAKE_GUARD`]; at least
-    /// 1 ms is used). Longer means fewer idle wake-ups and a longer delay
-    /// when a wake is lost.
+    /// Set the longest single sleep (default [`WAKE_GUARD`]; clamped to
+    /// 1 ms ..= [`MAX_WAKE_GUARD`]). Longer means fewer idle wake-ups and a
+    /// longer delay when a wake is lost.
     pub fn set_guard(&mut self, guard: Duration) {
-        self.guard = guard.max(Duration::from_millis(1));
+        self.guard = guard.clamp(Duration::from_millis(1), MAX_WAKE_GUARD);
     }
 
     /// The longest single sleep.
@@ -156,11 +149,21 @@ impl Sleeper {
         token: &WaitToken<'_>,
         timeout: Option<Duration>,
     ) -> Result<(), SleepError> {
+        use std::sync::atomic::Ordering::Relaxed;
         let guard = self.guard;
         let guarded = timeout.is_none_or(|t| t > guard);
         let timeout = Some(timeout.map_or(guard, |t| t.min(guard)));
+        // Broadcast: tell producers that this sleep ends in `relay` (they
+        // hand a wake to a relay only through sleepers that say so; see
+        // `Ring::sleeps_relaying` for why Relaxed suffices).
+        let entry = (token.is_shared() && id.index() < ring.geometry().max_subscribers())
+            .then(|| ring.regions().entry(id.index()));
+        if let Some(e) = entry {
+            e.sleeping.store(SLEEPING_RELAYS, Relaxed);
+        }
         let slept = self.sleep_once(ring, id, token, timeout);
-        if token.is_shared() {
+        if let Some(e) = entry {
+            e.sleeping.store(0, Relaxed);
             relay(ring);
         }
         match slept {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rustix::process::{pidfd_getfd, pidfd_open, Pid, PidfdFlags, PidfdGetfdFlags};
 use shmcast_core::{Regions, Ring, WakeSet};
@@ -31,7 +32,17 @@ pub struct WakeStats {
     /// Broadcast wakes handed to a relay: one sleeper woken, the rest left
     /// to it (see [`Waker::wake`]).
     pub relays: u64,
+    /// Relays this producer performed itself because nobody had taken them
+    /// after [`RELAY_WATCH`] (see [`Waker::watch_relay`]).
+    pub relays_rescued: u64,
 }
+
+/// How long an offered relay may stay untaken before the producer that
+/// offered it performs it itself, at its next publishes: ~15 times the
+/// cross-CPU wake-up on this project's VM. Only a waiter that never relays
+/// (a hostile peer's thread queued on the broadcast word) leaves one that
+/// long; a relay taken late just turns into the producer's full wake.
+pub const RELAY_WATCH: Duration = Duration::from_micros(100);
 
 /// Broadcast futex sleepers a producer wakes itself; from one more on, it
 /// wakes one and leaves the rest to that one (the relay). Measured on this
@@ -52,6 +63,9 @@ pub struct Waker {
     /// info, our dup of its ring fd).
     rings: HashMap<usize, (u64, OwnedFd)>,
     stats: WakeStats,
+    /// The relay this producer last offered and has not seen taken: when
+    /// it offered it, and publishes since.
+    relay_watch: Option<(Instant, u32)>,
 }
 
 impl Waker {
@@ -66,6 +80,42 @@ impl Waker {
     /// Counters so far.
     pub fn stats(&self) -> WakeStats {
         self.stats
+    }
+
+    /// Whether a relay this producer offered may still be untaken: then
+    /// call [`Waker::watch_relay`] after each publish.
+    #[inline]
+    pub fn relay_pending(&self) -> bool {
+        self.relay_watch.is_some()
+    }
+
+    /// After a publish while [`Waker::relay_pending`]: if the relay word
+    /// is clear, the relay was taken; if it is still set after
+    /// [`RELAY_WATCH`] (looked at every 16th publish), take and perform
+    /// it ourselves: the single wake went to a waiter that does not relay.
+    /// The check costs a load, and a clock read every 16 publishes.
+    pub fn watch_relay<R: Regions>(&mut self, ring: &Ring<R>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some((since, n)) = self.relay_watch.as_mut() else {
+            return;
+        };
+        *n = n.wrapping_add(1);
+        if ring.broadcast_relay_word().load(Relaxed) == 0 {
+            self.relay_watch = None;
+            return;
+        }
+        if *n % 16 != 0 || since.elapsed() < RELAY_WATCH {
+            return;
+        }
+        self.relay_watch = None;
+        let mask = ring.take_relay();
+        if mask != 0 {
+            self.stats.syscalls += 1;
+            self.stats.relays_rescued += 1;
+            if futex::wake(ring.broadcast_wake_word(), i32::MAX as u32, mask).is_err() {
+                self.stats.failures += 1;
+            }
+        }
     }
 
     /// Count a publish whose check found nobody asleep (the caller used the
@@ -115,7 +165,7 @@ impl Waker {
     /// the common cases: one `FUTEX_WAKE(_BITSET)` when every sleeper waits
     /// on a futex word, one `io_uring_enter` carrying every SQE otherwise.
     pub fn wake<R: Regions>(&mut self, ring: &Ring<R>, set: &WakeSet) -> Result<(), WakeError> {
-        use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+        use std::sync::atomic::Ordering::{Acquire, Relaxed};
         self.stats.checks += 1;
         if set.is_empty() {
             self.stats.skipped += 1;
@@ -128,6 +178,7 @@ impl Waker {
         let single = set.len() == 1;
         let mut futex_mask = 0u32; // broadcast: bitset of futex sleepers on the shared word
         let mut futex_n = 0u32; // how many of them
+        let mut relayable = set.is_broadcast() && ring.relay_bitsets_unique();
         let mut futex_words = Vec::new(); // per-receiver words
         let mut fallback_mask = 0u32; // MSG_RING receivers: futex-woken only if it fails
         let mut fallback_words = Vec::new();
@@ -207,6 +258,7 @@ impl Waker {
                 if set.is_broadcast() {
                     futex_mask |= 1 << (id.0 % 32);
                     futex_n += 1;
+                    relayable &= ring.sleeps_relaying(id);
                 } else if let Some(w) = ring.wake_word(id) {
                     futex_words.push(w);
                 }
@@ -219,16 +271,20 @@ impl Waker {
         // its way out. The core has bumped the word already, so a sleeper
         // not yet queued in the kernel sees it moved and does not sleep;
         // one queued is woken by us or by the relay, which comes later.
-        // A relay that never happens (its receiver killed in between, a
-        // peer clearing the word) is bounded by the sleepers' WAKE_GUARD.
+        // Only when the single wake cannot land on a waiter that would not
+        // relay: every sleeper of the set is asleep in a relaying sleeper
+        // (not in its own event loop), and bitsets are unique (no other
+        // receiver, or a stale io_uring wait of one, shares a bit). A
+        // hostile peer's waiter can still take it: `watch_relay` performs
+        // a relay left untaken, and the sleepers' guard bounds the rest.
+        let all_futex_mask = futex_mask;
+        let all_futex_words = futex_words.clone();
         let mut futex_n_wake = i32::MAX as u32;
-        if futex_n > RELAY_ABOVE {
-            // ORDERING: Release; pairs with the Acquire swap in
-            // `sleeper::relay`: the bump that precedes this (in the core's
-            // wake_set) happens before the relay's wake.
-            ring.broadcast_relay_word().fetch_or(futex_mask, Release);
+        if relayable && futex_n > RELAY_ABOVE {
+            ring.offer_relay(futex_mask);
             futex_n_wake = 1;
             self.stats.relays += 1;
+            self.relay_watch = Some((Instant::now(), 0));
         }
         let mut submit_error = None;
         if queued {
@@ -245,9 +301,13 @@ impl Waker {
             self.stats.syscalls += 1;
             let submitted = b.submit();
             if !matches!(submitted, Ok(0)) {
-                // Some wake failed (we cannot tell which MSG_RING): reach
-                // every MSG_RING receiver of this publish by its word too.
-                futex_mask |= fallback_mask;
+                // Some SQE failed (we cannot tell which: a MSG_RING, or a
+                // folded futex wake): reach every receiver of this publish
+                // by its futex word, all of them at once (no relay: the
+                // failed SQE may have been its single wake).
+                futex_mask = all_futex_mask | fallback_mask;
+                futex_n_wake = i32::MAX as u32;
+                futex_words = all_futex_words;
                 futex_words.append(&mut fallback_words);
             }
             match submitted {

@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 use shmcast_core::{Config, HeapRing, Mode, Regions, TryRecvError};
 use shmcast_uring_notify::{eventfd, probe, BackendKind, SleepError, Sleeper, Waker};
 
+/// A guard far above every timeout here: a lost wake must show as a
+/// timeout, not be covered up by the guard's re-check.
+const NO_GUARD: Duration = Duration::from_secs(3600);
+
 fn table() -> Arc<[OwnedFd]> {
     (0..8)
         .map(|_| eventfd::create().unwrap())
@@ -69,6 +73,7 @@ fn wakes_a_sleeping_receiver() {
             let fds2 = fds.clone();
             let sleeper = thread::spawn(move || {
                 let mut s = Sleeper::new(kind, Some(fds2)).unwrap();
+                s.set_guard(NO_GUARD);
                 s.publish(&r2, rx.id()).unwrap();
                 let token = rx.prepare_wait().expect("ring is empty");
                 let r = s.sleep(&r2, rx.id(), &token, Some(Duration::from_secs(10)));
@@ -115,6 +120,7 @@ fn sleep_times_out() {
         let ring = ring(Mode::Unicast);
         let rx = ring.receiver().unwrap();
         let mut s = Sleeper::new(kind, Some(table())).unwrap();
+        s.set_guard(NO_GUARD);
         s.publish(&ring, rx.id()).unwrap();
         let token = rx.prepare_wait().unwrap();
         let t0 = Instant::now();
@@ -138,6 +144,7 @@ fn wake_before_sleep_is_not_lost() {
         let fds = table();
         let rx = ring.receiver().unwrap();
         let mut s = Sleeper::new(kind, Some(fds.clone())).unwrap();
+        s.set_guard(NO_GUARD);
         s.publish(&ring, rx.id()).unwrap();
         let token = rx.prepare_wait().unwrap();
         // The producer publishes and wakes between the re-check and the sleep.
@@ -187,6 +194,7 @@ fn stress(kind: BackendKind, mode: Mode, receivers: usize, count: u64) {
             let done = done.clone();
             thread::spawn(move || {
                 let mut s = Sleeper::new(kind, Some(fds)).unwrap();
+                s.set_guard(NO_GUARD);
                 s.publish(&r, rx.id()).unwrap();
                 let mut buf = [0u8; 16];
                 let mut got = 0u64;
@@ -287,6 +295,7 @@ fn receiver_moving_threads_is_still_woken() {
         let rx = ring.receiver().unwrap();
         let id = rx.id();
         let mut s = Sleeper::new(kind, Some(fds.clone())).unwrap();
+        s.set_guard(NO_GUARD);
         s.publish(&ring, id).unwrap();
         let tx = ring.producer().unwrap();
         let mut waker = Waker::new(Some(fds));
@@ -342,6 +351,7 @@ fn eventfd_sleepers_share_one_submit() {
             let (r2, fds2) = (ring.clone(), fds.clone());
             thread::spawn(move || {
                 let mut s = Sleeper::new(BackendKind::Eventfd, Some(fds2)).unwrap();
+                s.set_guard(NO_GUARD);
                 s.publish(&r2, rx.id()).unwrap();
                 let token = rx.prepare_wait().expect("ring is empty");
                 let r = s.sleep(&r2, rx.id(), &token, Some(Duration::from_secs(10)));
@@ -370,4 +380,197 @@ fn eventfd_sleepers_share_one_submit() {
         assert_eq!(st.syscalls, 3, "one write(2) each: {st:?}");
     }
     assert_eq!(st.failures, 0);
+}
+
+/// What a broadcast sleeper thread saw: its sleep's result, and what it
+/// then received.
+type Woke = (Result<(), SleepError>, Result<Vec<u8>, TryRecvError>);
+
+/// A broadcast receiver asleep in `Sleeper::sleep` (futex backend, no
+/// guard) in a thread of its own.
+fn relaying_sleeper(ring: &HeapRing) -> thread::JoinHandle<Woke> {
+    let rx = ring.receiver().unwrap();
+    let r2 = ring.clone();
+    thread::spawn(move || {
+        let mut s = Sleeper::new(BackendKind::Futex, None).unwrap();
+        s.set_guard(NO_GUARD);
+        s.publish(&r2, rx.id()).unwrap();
+        let token = rx.prepare_wait().expect("ring is empty");
+        let r = s.sleep(&r2, rx.id(), &token, Some(Duration::from_secs(10)));
+        rx.finish_wait();
+        let mut buf = [0u8; 16];
+        (r, rx.try_recv(&mut buf).map(|i| buf[..i.len].to_vec()))
+    })
+}
+
+/// Wait until `n` entries show a sleeper that relays (it set `sleeping`
+/// just before its futex wait).
+fn relaying(ring: &HeapRing, n: usize) {
+    use shmcast_core::layout::SLEEPING_RELAYS;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (0..8)
+        .filter(|&i| ring.regions().entry(i).sleeping.load(Ordering::SeqCst) == SLEEPING_RELAYS)
+        .count()
+        < n
+    {
+        assert!(Instant::now() < deadline, "sleepers never said they relay");
+        thread::yield_now();
+    }
+}
+
+/// Past RELAY_ABOVE broadcast futex sleepers the producer wakes one, and
+/// that one wakes the others: one syscall on the producer's side, and every
+/// sleeper woken although none has a guard to fall back on.
+#[test]
+fn relay_wakes_many_broadcast_sleepers_with_one_wake() {
+    probe(); // its io_uring teardown would interrupt a sleeper's first sleep
+    let ring = ring(Mode::Broadcast);
+    let sleepers: Vec<_> = (0..4).map(|_| relaying_sleeper(&ring)).collect();
+    asleep(&ring, 4);
+    relaying(&ring, 4);
+    let tx = ring.producer().unwrap();
+    tx.try_send(b"relayed").unwrap();
+    let mut waker = Waker::new(None);
+    waker.wake(&ring, &tx.wake_set(1)).unwrap();
+    for s in sleepers {
+        let (r, got) = s.join().unwrap();
+        assert_eq!(r, Ok(()), "woken, not timed out");
+        assert_eq!(got, Ok(b"relayed".to_vec()));
+    }
+    let st = waker.stats();
+    assert_eq!((st.woken, st.relays, st.syscalls), (4, 1, 1), "{st:?}");
+    assert_eq!(ring.take_relay(), 0, "the relay was taken");
+}
+
+/// A broadcast sleeper in its own loop (a futex wait of its own after
+/// `prepare_wait`, like `examples/uring_receiver.rs`) does not relay, so
+/// the producer does not hand a wake to a relay while it sleeps.
+#[test]
+fn own_loop_sleeper_gets_the_full_wake() {
+    use shmcast_uring_notify::futex;
+    probe();
+    let ring = ring(Mode::Broadcast);
+    let mut sleepers: Vec<_> = (0..3).map(|_| relaying_sleeper(&ring)).collect();
+    let own = {
+        let rx = ring.receiver().unwrap();
+        thread::spawn(move || {
+            let token = rx.prepare_wait().expect("ring is empty");
+            let bitset = 1 << (rx.id().0 % 32);
+            let r = futex::wait(
+                token.word(),
+                token.expected(),
+                bitset,
+                Some(Duration::from_secs(10)),
+            );
+            rx.finish_wait();
+            let mut buf = [0u8; 16];
+            (r, rx.try_recv(&mut buf).map(|i| buf[..i.len].to_vec()))
+        })
+    };
+    sleepers.push(own);
+    asleep(&ring, 4);
+    relaying(&ring, 3);
+    let tx = ring.producer().unwrap();
+    tx.try_send(b"all of you").unwrap();
+    let mut waker = Waker::new(None);
+    waker.wake(&ring, &tx.wake_set(1)).unwrap();
+    for s in sleepers {
+        let (r, got) = s.join().unwrap();
+        assert_eq!(r, Ok(()), "woken, not timed out");
+        assert_eq!(got, Ok(b"all of you".to_vec()));
+    }
+    let st = waker.stats();
+    assert_eq!((st.woken, st.relays, st.syscalls), (4, 0, 1), "{st:?}");
+}
+
+/// A waiter that never relays (here a thread queued on the broadcast word
+/// before the receivers, as a hostile peer's could be) takes the producer's
+/// single wake; the producer, publishing on, finds its relay untaken after
+/// RELAY_WATCH and performs it itself. The sleepers have no guard: only
+/// that rescue can wake them before their 10 s timeout.
+#[test]
+fn untaken_relay_is_performed_by_the_producer() {
+    use shmcast_uring_notify::{futex, RELAY_WATCH};
+    probe();
+    let ring = ring(Mode::Broadcast);
+    let thief = {
+        let ring = ring.clone();
+        thread::spawn(move || {
+            let word = ring.broadcast_wake_word();
+            let seen = word.load(Ordering::SeqCst);
+            futex::wait(word, seen, futex::MATCH_ANY, Some(Duration::from_secs(10)))
+        })
+    };
+    // Let the thief reach the kernel's queue first.
+    thread::sleep(Duration::from_millis(100));
+    let sleepers: Vec<_> = (0..3).map(|_| relaying_sleeper(&ring)).collect();
+    asleep(&ring, 3);
+    relaying(&ring, 3);
+    let tx = ring.producer().unwrap();
+    tx.try_send(b"rescued").unwrap();
+    let mut waker = Waker::new(None);
+    waker.wake(&ring, &tx.wake_set(1)).unwrap();
+    assert_eq!(
+        thief.join().unwrap(),
+        Ok(()),
+        "the thief took the single wake"
+    );
+    assert_eq!(waker.stats().relays, 1);
+    assert!(waker.relay_pending());
+    // Publish on, as a streaming sender would.
+    let t0 = Instant::now();
+    while waker.relay_pending() {
+        let _ = tx.try_send(b"more");
+        waker.watch_relay(&ring);
+        assert!(t0.elapsed() < Duration::from_secs(5), "relay never rescued");
+        thread::sleep(RELAY_WATCH / 10);
+    }
+    for s in sleepers {
+        let (r, got) = s.join().unwrap();
+        assert_eq!(r, Ok(()), "woken, not timed out");
+        assert_eq!(got, Ok(b"rescued".to_vec()));
+    }
+    let st = waker.stats();
+    assert_eq!((st.relays, st.relays_rescued), (1, 1), "{st:?}");
+}
+
+/// The guard ends a sleep that no wake ends, as a spurious wake-up (`Ok`),
+/// while a caller's shorter timeout still reads `Timeout`; a guard too
+/// large to be a timeout is clamped rather than refused by the kernel.
+#[test]
+fn guard_bounds_every_sleep() {
+    each_backend("guard_bounds_every_sleep", |kind| {
+        let ring = ring(Mode::Broadcast);
+        let rx = ring.receiver().unwrap();
+        let mut s = Sleeper::new(kind, Some(table())).unwrap();
+        s.publish(&ring, rx.id()).unwrap();
+        s.set_guard(Duration::from_millis(20));
+        let token = rx.prepare_wait().expect("ring is empty");
+        let t0 = Instant::now();
+        assert_eq!(s.sleep(&ring, rx.id(), &token, None), Ok(()), "{kind}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{kind}: {:?}",
+            t0.elapsed()
+        );
+        assert_eq!(
+            s.sleep(&ring, rx.id(), &token, Some(Duration::from_millis(5))),
+            Err(SleepError::Timeout),
+            "{kind}: the caller's own timeout"
+        );
+        s.set_guard(Duration::MAX);
+        assert_eq!(s.guard(), shmcast_uring_notify::MAX_WAKE_GUARD);
+        assert_eq!(
+            s.sleep(&ring, rx.id(), &token, Some(Duration::from_millis(5))),
+            Err(SleepError::Timeout),
+            "{kind}: huge guard"
+        );
+        rx.finish_wait();
+    });
+    // A timeout too large for a timespec saturates instead of failing.
+    let word = shmcast_core::atomic::AtomicU32::new(7);
+    assert_eq!(
+        shmcast_uring_notify::futex::wait(&word, 8, u32::MAX, Some(Duration::MAX)),
+        Ok(())
+    );
 }
