@@ -27,7 +27,9 @@
 //! [`RELAY_WATCH`] is performed by the producer ([`Waker::watch_relay`]).
 //! Every sleep ends after at most [`WAKE_GUARD`] (or the receiver's own
 //! guard), so a relay that never happens — its receiver killed first, a
-//! hostile peer that took it — makes a message late by at most that.
+//! hostile peer that took it — makes a message late by at most that. One
+//! thread per process enforces the guard (no timer per sleep; see the
+//! `guard` module's source for why and what it measured).
 //!
 //! Facts that shaped this (measured on kernel 6.18, 2-vCPU VM, DESIGN.md):
 //! a cross-CPU wake costs ~6–7 µs whatever the primitive, so the
@@ -39,6 +41,7 @@
 mod error;
 pub mod eventfd;
 pub mod futex;
+mod guard;
 pub mod probe;
 mod sleeper;
 pub mod uring;

@@ -9,7 +9,7 @@ use shmcast_core::layout::SLEEPING_RELAYS;
 use shmcast_core::{Regions, Ring, SubscriberId, WaitToken};
 
 use crate::uring::RingWaiter;
-use crate::{eventfd, futex, probe, BackendKind, SleepError, Unsupported};
+use crate::{eventfd, futex, guard, probe, BackendKind, SleepError, Unsupported};
 
 #[derive(Debug)]
 enum Imp {
@@ -142,7 +142,7 @@ impl Sleeper {
     /// waiter bit — delays a message by at most that, never forever.
     /// Broadcast sleepers also perform a pending relay on their way out
     /// (see [`Waker::wake`](crate::Waker::wake)).
-    pub fn sleep<R: Regions>(
+    pub fn sleep<R: Regions + Clone + Send + 'static>(
         &mut self,
         ring: &Ring<R>,
         id: SubscriberId,
@@ -151,8 +151,30 @@ impl Sleeper {
     ) -> Result<(), SleepError> {
         use std::sync::atomic::Ordering::Relaxed;
         let guard = self.guard;
-        let guarded = timeout.is_none_or(|t| t > guard);
-        let timeout = Some(timeout.map_or(guard, |t| t.min(guard)));
+        // The guard: a caller's timeout no longer than it bounds the sleep
+        // by itself; otherwise the process's guard thread watches it (no
+        // timer of its own: see `guard`), or, where that cannot reach this
+        // backend or start, the sleep is capped at the guard and a cap that
+        // ends it reads as a spurious wake-up.
+        let mut ticket = None;
+        let mut capped = false;
+        let timeout = if timeout.is_some_and(|t| t <= guard) {
+            timeout
+        } else {
+            match self
+                .nudge(ring, id, token)
+                .and_then(|n| guard::watch(guard, n))
+            {
+                Some(t) => {
+                    ticket = Some(t);
+                    timeout
+                }
+                None => {
+                    capped = true;
+                    Some(timeout.map_or(guard, |t| t.min(guard)))
+                }
+            }
+        };
         // Broadcast: tell producers that this sleep ends in `relay` (they
         // hand a wake to a relay only through sleepers that say so; see
         // `Ring::sleeps_relaying` for why Relaxed suffices).
@@ -166,9 +188,52 @@ impl Sleeper {
             e.sleeping.store(0, Relaxed);
             relay(ring);
         }
+        if let Some(t) = ticket {
+            guard::unwatch(t);
+        }
         match slept {
-            Err(SleepError::Timeout) if guarded => Ok(()),
+            Err(SleepError::Timeout) if capped => Ok(()),
             other => other,
+        }
+    }
+
+    /// How the guard thread wakes this sleeper: a `FUTEX_WAKE` of its word
+    /// with its bitset (which also completes an io_uring `FUTEX_WAIT` armed
+    /// on it), or a write to its eventfd. `None` for a `MSG_RING` sleeper
+    /// without io_uring futex ops: it waits on its ring alone.
+    fn nudge<R: Regions + Clone + Send + 'static>(
+        &self,
+        ring: &Ring<R>,
+        id: SubscriberId,
+        token: &WaitToken<'_>,
+    ) -> Option<guard::Nudge> {
+        match &self.imp {
+            Imp::Eventfd(fds) if fds.get(id.index()).is_some() => {
+                let fds = fds.clone();
+                Some(Box::new(move || {
+                    let _ = eventfd::signal(&fds[id.index()]);
+                }))
+            }
+            Imp::Ring(_) if self.kind == BackendKind::MsgRing && !probe().futex_ops => None,
+            _ => {
+                let ring = ring.clone();
+                let shared = token.is_shared();
+                let bitset = if shared {
+                    1u32 << (id.0 % 32)
+                } else {
+                    futex::MATCH_ANY
+                };
+                Some(Box::new(move || {
+                    let word = if shared {
+                        Some(ring.broadcast_wake_word())
+                    } else {
+                        ring.wake_word(id)
+                    };
+                    if let Some(w) = word {
+                        let _ = futex::wake(w, i32::MAX as u32, bitset);
+                    }
+                }))
+            }
         }
     }
 
