@@ -599,12 +599,17 @@ fn recv_batch_sleeps_then_takes_runs_of_messages() {
 }
 
 /// A broadcast wake relay taken by someone who never performs it costs the
-/// other sleepers at most their wake guard, not the message. The thief
-/// here is a thread of ours that swaps the relay word to 0 whenever it is
-/// set, as a hostile peer could: the receiver the sender woke finds no
-/// relay, and the sender's watch sees the relay taken.
+/// other sleepers at most their wake guard, not the message. The thief is
+/// a thread of ours spinning on the relay word, started just before each
+/// send, that swaps it to 0 as soon as it is set, as a hostile peer could:
+/// the receiver the sender woke then finds no relay, and the sender's watch
+/// sees the relay taken. If the woken receiver still takes the relay first
+/// (the thief was not running at that instant), the round is relayed as
+/// usual and the test tries again.
 #[test]
 fn a_hijacked_broadcast_relay_delays_sleepers_by_their_guard_only() {
+    use shmcast::core::SubscriberId;
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     let _one = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
     let name = unique("relay-thief");
     let ch = ChannelBuilder::new(&name)
@@ -614,62 +619,97 @@ fn a_hijacked_broadcast_relay_delays_sleepers_by_their_guard_only() {
         .create()
         .unwrap();
     let ring = ch.ring();
-    std::thread::scope(|s| {
-        let thief = s.spawn(|| {
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(30) {
-                let stolen = ring.take_relay();
-                if stolen != 0 {
-                    return stolen;
-                }
-                std::thread::yield_now();
-            }
-            0
-        });
-        let mut rxs: Vec<_> = (0..4)
-            .map(|_| {
-                Running::spawn(peer(&[
-                    "recv",
-                    &name,
-                    "--count",
-                    "1",
-                    "--blocking",
-                    "--backend",
-                    "futex",
-                    "--guard-ms",
-                    "2000",
-                    "--timeout",
-                    "30",
-                ]))
-            })
-            .collect();
-        for r in &mut rxs {
-            assert!(r.line().starts_with("joined"));
-        }
-        let tx = ch.sender().unwrap();
-        wait_asleep(&ch, 4);
-        // A process that probed io_uring gets one spurious wake-up some
-        // tens of ms later (the probe ring's teardown interrupts the task
-        // with task work), which would find the message and hide a missing
-        // guard: let that pass, then make sure they all sleep again.
-        std::thread::sleep(Duration::from_millis(500));
+    let mut rxs: Vec<_> = (0..4)
+        .map(|_| {
+            Running::spawn(peer(&[
+                "recv",
+                &name,
+                "--until-closed",
+                "--blocking",
+                "--backend",
+                "futex",
+                "--guard-ms",
+                "2000",
+                "--timeout",
+                "60",
+            ]))
+        })
+        .collect();
+    let ids: Vec<SubscriberId> = rxs
+        .iter_mut()
+        .map(|r| {
+            let line = r.line();
+            let id = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+            SubscriberId(id)
+        })
+        .collect();
+    let tx = ch.sender().unwrap();
+    wait_asleep(&ch, 4);
+    // A process that probed io_uring gets one spurious wake-up some tens
+    // of ms later (the probe ring's teardown interrupts the task with task
+    // work), which would find the message and hide a missing guard: let
+    // that pass first.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut hijacked = None;
+    for round in 1..=10u64 {
         wait_asleep(&ch, 4);
         wait_relaying(&ch, 4);
-        let sent = Instant::now();
-        tx.send(b"through the guard").unwrap();
-        let st = tx.stats();
-        assert_eq!((st.woken, st.relays, st.syscalls), (4, 1, 1), "{st:?}");
-        let stolen = thief.join().unwrap();
-        assert_ne!(stolen, 0, "the thief took the relay");
-        for r in rxs {
-            let (code, out, err) = r.finish(LIMIT);
-            assert_eq!(code, 0, "every receiver got the message: {out}{err}");
+        let ready = AtomicBool::new(false);
+        let (stolen, took) = std::thread::scope(|s| {
+            let thief = s.spawn(|| {
+                ready.store(true, SeqCst);
+                let t0 = Instant::now();
+                while t0.elapsed() < Duration::from_secs(1) {
+                    let m = ring.take_relay();
+                    if m != 0 {
+                        return m;
+                    }
+                    std::hint::spin_loop();
+                }
+                0
+            });
+            while !ready.load(SeqCst) {
+                std::thread::yield_now();
+            }
+            let before = tx.stats();
+            let sent = Instant::now();
+            tx.send(&[round as u8; 16]).unwrap();
+            let st = tx.stats();
+            assert_eq!(
+                (
+                    st.woken - before.woken,
+                    st.relays - before.relays,
+                    st.syscalls - before.syscalls
+                ),
+                (4, 1, 1),
+                "{st:?}"
+            );
+            let stolen = thief.join().unwrap();
+            // Every receiver gets this round's message, relayed or not.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while ids
+                .iter()
+                .any(|&id| ring.counters(id).map_or(0, |c| c.received) < round)
+            {
+                assert!(Instant::now() < deadline, "round {round} never delivered");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (stolen, sent.elapsed())
+        });
+        if stolen != 0 {
+            hijacked = Some(took);
+            break;
         }
-        // Without the guard they would sleep to their 30 s timeout.
-        let took = sent.elapsed();
-        assert!(
-            took < Duration::from_secs(15),
-            "woken by their 2 s guard, not their 30 s timeout ({took:?})"
-        );
-    });
+    }
+    let took = hijacked.expect("the thief never got to the relay before a receiver");
+    // Without the guard they would sleep to their 60 s timeout.
+    assert!(
+        took < Duration::from_secs(15),
+        "woken by their 2 s guard, not their timeout ({took:?})"
+    );
+    ch.destroy();
+    for r in rxs {
+        let (code, out, err) = r.finish(LIMIT);
+        assert_eq!(code, 0, "{out}{err}");
+    }
 }

@@ -3,24 +3,28 @@
 //!
 //! A sleep with a timeout arms a kernel timer and cancels it on wake-up;
 //! measured here (`shmcast-bench --only notify`, three runs each way), that
-//! made a futex wake-up 1.13–1.16× a bare futex wake instead of 1.10–1.13×:
-//! ~300 ns a sleep, mostly the timer's reprogramming on a VM whose idle CPU
-//! had it as its next event. So a sleeper without a caller's timeout of its
+//! made a futex wake-up 1.14 / 1.16 / 1.16× a bare futex wake instead of
+//! 1.10 / 1.13 / 1.11× without a timeout: ~300 ns a sleep (likely the
+//! timer's reprogramming on a VM whose idle CPU had it as its next event). So a sleeper without a caller's timeout of its
 //! own sleeps without one, and registers a *watch* here: a due time and a
-//! way to wake it (a `FUTEX_WAKE` of its word and bitset, or a write to its
-//! eventfd). The guard thread sleeps until the earliest due time, wakes the
-//! sleepers that are due (a spurious wake-up for them: they look at the ring
-//! and sleep again) and sets their next due time one guard later. Registering
-//! and withdrawing are a lock and a vector push / remove each.
+//! way to wake it (a `FUTEX_WAKE` of its word and bitset; eventfd sleepers,
+//! whose fd a peer can make blocking, keep the timeout). The guard thread
+//! sleeps until the earliest due time, wakes the sleepers that are due (a
+//! spurious wake-up for them: they look at the ring and sleep again) and
+//! sets their next due time one guard later. Registering and withdrawing
+//! cost a lock each, a vector push / remove, a box and a clone of the ring.
 //!
-//! The thread is spawned on first use and never exits. A process forked
-//! from one that used it has no guard thread: a sleep that starts more than
-//! a second after the thread should have looked (its planned wake-up or a
-//! watch's due time) starts a new one. Until then — and in a child whose
-//! parent's guard thread was idle, waiting for a notification — the
-//! child's sleeps are unguarded: a child that goes on using receivers it
-//! inherited across `fork` without `exec` (which io_uring rings do not
-//! survive either) should not count on the guard.
+//! The thread is spawned on first use and exits only when replaced. A
+//! process forked from one that used it has no guard thread: a sleep that
+//! starts more than a second after the thread should have looked (its
+//! planned wake-up or a watch's due time) starts a new one, which also
+//! keeps waking the parent's watches it inherited (spurious wake-ups for
+//! the parent's receivers). Until then — and in a child whose parent's
+//! thread was idle, waiting for a notification — the child's sleeps are
+//! unguarded. A child forked while another thread held the lock never gets
+//! it: its sleeps fall back to the timeout. Receivers inherited across
+//! `fork` without `exec` (which io_uring rings do not survive either) are
+//! best not relied on.
 //!
 //! Measured (`shmcast-bench --only notify`, three runs): futex wake-up
 //! 1.10 / 1.10 / 1.14× a bare futex wake this way, 1.14 / 1.16 / 1.16×
@@ -86,17 +90,35 @@ fn lock() -> MutexGuard<'static, State> {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A registered watch; withdraw it with [`unwatch`].
+/// A registered watch, withdrawn when dropped.
 #[derive(Debug)]
 pub(crate) struct Ticket(u64);
 
-/// Wake `nudge`'s sleeper every `every` from now until [`unwatch`]. `None`
-/// if no guard thread could be started: the caller then bounds its sleep
-/// with a timeout instead.
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut st = lock();
+        if let Some(at) = st.watches.iter().position(|w| w.id == self.0) {
+            st.watches.swap_remove(at);
+        }
+    }
+}
+
+/// Wake `nudge`'s sleeper every `every` from now until the ticket drops.
+/// `None` if the state is locked past a few tries or no guard thread could
+/// be started: the caller then bounds its sleep with a timeout instead.
+/// (Never a blocking lock here: a child forked while another thread held
+/// the lock would wait for it for ever.)
 pub(crate) fn watch(every: Duration, nudge: Nudge) -> Option<Ticket> {
     let now = Instant::now();
     let due = now + every;
-    let mut st = lock();
+    let mut st = (0..4).find_map(|_| match STATE.try_lock() {
+        Ok(st) => Some(st),
+        Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => {
+            std::thread::yield_now();
+            None
+        }
+    })?;
     // The thread should have looked by `wake_at`, or at a watch's due time;
     // long past either, it is gone (a fork) or starved: start another (a
     // starved one exits when it sees its generation replaced).
@@ -130,14 +152,6 @@ pub(crate) fn watch(every: Duration, nudge: Nudge) -> Option<Ticket> {
         WAKE.notify_all();
     }
     Some(Ticket(id))
-}
-
-/// Withdraw a watch (after the sleep, however it ended).
-pub(crate) fn unwatch(ticket: Ticket) {
-    let mut st = lock();
-    if let Some(at) = st.watches.iter().position(|w| w.id == ticket.0) {
-        st.watches.swap_remove(at);
-    }
 }
 
 fn run(generation: u64) {

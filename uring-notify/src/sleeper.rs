@@ -135,8 +135,10 @@ impl Sleeper {
     /// Sleep until the token's word moves (a wake), or `timeout`. May
     /// return early (spuriously): callers re-check the ring anyway.
     ///
-    /// One sleep lasts at most the guard ([`WAKE_GUARD`] unless
-    /// [`Sleeper::set_guard`] says otherwise); past it this returns `Ok`
+    /// One sleep lasts at most about the guard ([`WAKE_GUARD`] unless
+    /// [`Sleeper::set_guard`] says otherwise; twice it if the sleeper is
+    /// held up for a whole guard between registering and sleeping); past
+    /// it this returns `Ok`
     /// as a spurious wake, so a wake that never comes — a broadcast relay
     /// whose receiver was killed before it relayed, a peer that cleared our
     /// waiter bit — delays a message by at most that, never forever.
@@ -184,12 +186,11 @@ impl Sleeper {
             e.sleeping.store(SLEEPING_RELAYS, Relaxed);
         }
         let slept = self.sleep_once(ring, id, token, timeout);
+        // Withdraw the watch (also on unwinding: `Ticket` drops it).
+        drop(ticket);
         if let Some(e) = entry {
             e.sleeping.store(0, Relaxed);
             relay(ring);
-        }
-        if let Some(t) = ticket {
-            guard::unwatch(t);
         }
         match slept {
             Err(SleepError::Timeout) if capped => Ok(()),
@@ -199,8 +200,12 @@ impl Sleeper {
 
     /// How the guard thread wakes this sleeper: a `FUTEX_WAKE` of its word
     /// with its bitset (which also completes an io_uring `FUTEX_WAIT` armed
-    /// on it), or a write to its eventfd. `None` for a `MSG_RING` sleeper
-    /// without io_uring futex ops: it waits on its ring alone.
+    /// on it). `None` where that does not reach it: a `MSG_RING` sleeper
+    /// without io_uring futex ops waits on its ring alone, and an eventfd
+    /// sleeper on its eventfd, which the guard thread must not write: every
+    /// peer shares that fd's open file description, so a peer can clear its
+    /// `O_NONBLOCK` and fill its counter, and the write would block the
+    /// guard thread (and through its lock every guarded sleep) for good.
     fn nudge<R: Regions + Clone + Send + 'static>(
         &self,
         ring: &Ring<R>,
@@ -208,12 +213,7 @@ impl Sleeper {
         token: &WaitToken<'_>,
     ) -> Option<guard::Nudge> {
         match &self.imp {
-            Imp::Eventfd(fds) if fds.get(id.index()).is_some() => {
-                let fds = fds.clone();
-                Some(Box::new(move || {
-                    let _ = eventfd::signal(&fds[id.index()]);
-                }))
-            }
+            Imp::Eventfd(fds) if fds.get(id.index()).is_some() => None,
             Imp::Ring(_) if self.kind == BackendKind::MsgRing && !probe().futex_ops => None,
             _ => {
                 let ring = ring.clone();

@@ -169,7 +169,11 @@ impl RingWaiter {
             let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
             let r = match left {
                 Some(t) => {
-                    let ts = Timespec::new().sec(t.as_secs()).nsec(t.subsec_nanos());
+                    // Saturate: the kernel reads the seconds as signed,
+                    // and a wrapped negative timeout returns at once
+                    // (a busy loop until the wake).
+                    let secs = t.as_secs().min(i64::MAX as u64 / 2);
+                    let ts = Timespec::new().sec(secs).nsec(t.subsec_nanos());
                     let args = SubmitArgs::new().timespec(&ts);
                     self.ring.submitter().submit_with_args(1, &args)
                 }
