@@ -24,6 +24,17 @@ enum Imp {
 /// period, ~10 µs of CPU every 100 ms).
 pub const WAKE_GUARD: Duration = Duration::from_millis(100);
 
+/// The futex bitset a sleeper waits with: its own bit on the shared
+/// broadcast word (so an addressed broadcast wakes only its target), any
+/// on its own word.
+fn futex_bitset(token: &WaitToken<'_>, id: SubscriberId) -> u32 {
+    if token.is_shared() {
+        1u32 << (id.0 % 32)
+    } else {
+        futex::MATCH_ANY
+    }
+}
+
 /// The longest wake guard [`Sleeper::set_guard`] accepts: a day.
 pub const MAX_WAKE_GUARD: Duration = Duration::from_secs(24 * 3600);
 
@@ -138,8 +149,7 @@ impl Sleeper {
     /// One sleep lasts at most about the guard ([`WAKE_GUARD`] unless
     /// [`Sleeper::set_guard`] says otherwise; twice it if the sleeper is
     /// held up for a whole guard between registering and sleeping); past
-    /// it this returns `Ok`
-    /// as a spurious wake, so a wake that never comes — a broadcast relay
+    /// it this returns `Ok` as a spurious wake, so a wake that never comes — a broadcast relay
     /// whose receiver was killed before it relayed, a peer that cleared our
     /// waiter bit — delays a message by at most that, never forever.
     /// Broadcast sleepers also perform a pending relay on their way out
@@ -218,11 +228,7 @@ impl Sleeper {
             _ => {
                 let ring = ring.clone();
                 let shared = token.is_shared();
-                let bitset = if shared {
-                    1u32 << (id.0 % 32)
-                } else {
-                    futex::MATCH_ANY
-                };
+                let bitset = futex_bitset(token, id);
                 Some(Box::new(move || {
                     let word = if shared {
                         Some(ring.broadcast_wake_word())
@@ -247,11 +253,7 @@ impl Sleeper {
         if token.is_woken() {
             return Ok(());
         }
-        let bitset = if token.is_shared() {
-            1u32 << (id.0 % 32)
-        } else {
-            futex::MATCH_ANY
-        };
+        let bitset = futex_bitset(token, id);
         let word: &AtomicU32 = token.word();
         match &mut self.imp {
             Imp::Futex => futex::wait(word, token.expected(), bitset, timeout),
