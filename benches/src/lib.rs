@@ -11,9 +11,11 @@
 //! - [`worker`]: spawning workers and the control records;
 //! - [`mech`]: the mechanisms under test behind two small traits, [`mech::Tx`]
 //!   and [`mech::Rx`], plus the raw SPSC ring that serves as the floor;
+//! - [`iox`]: iceoryx2 publish-subscribe as a mechanism, for comparison;
 //! - [`stats`]: medians and percentiles;
 //! - [`report`]: markdown, CSV and SVG output of result tables.
 
+pub mod iox;
 pub mod mech;
 pub mod report;
 pub mod stats;

@@ -78,6 +78,8 @@ pub(crate) enum Mech {
     RawSpin,
     /// shmcast, `try_recv` busy-poll.
     ShmcastBusy,
+    /// iceoryx2 publish-subscribe, busy-polling subscriber.
+    Iceoryx2,
     /// shmcast, `try_recv` + `sched_yield` while empty.
     ShmcastPolling,
     /// shmcast, blocking `recv` with the receiver's defaults (`Spin::Auto`,
@@ -96,6 +98,7 @@ impl Mech {
             Mech::BareFutex => "bare futex",
             Mech::RawSpin => "raw spin (floor)",
             Mech::ShmcastBusy => "shmcast (busy-poll)",
+            Mech::Iceoryx2 => "iceoryx2 (busy-poll)",
             Mech::ShmcastPolling => "shmcast (polling)",
             Mech::ShmcastRecv => "shmcast recv (default)",
             Mech::ShmcastSleep(BackendKind::Futex) => "shmcast sleep (futex)",
@@ -115,6 +118,7 @@ impl Mech {
             Mech::ShmcastPolling => 5,
             Mech::ShmcastRecv => 6,
             Mech::BareFutex => 7,
+            Mech::Iceoryx2 => 8,
             Mech::ShmcastSleep(k) => 16 + u64::from(k.code()),
         }
     }
@@ -129,6 +133,7 @@ impl Mech {
             5 => Mech::ShmcastPolling,
             6 => Mech::ShmcastRecv,
             7 => Mech::BareFutex,
+            8 => Mech::Iceoryx2,
             c => Mech::ShmcastSleep(BackendKind::from_code(
                 u32::try_from(c.checked_sub(16)?).ok()?,
             )?),

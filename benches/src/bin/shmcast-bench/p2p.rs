@@ -42,6 +42,11 @@
 //! and reads the sender's wake-syscall counter.
 //!
 //! Rings hold [`capacity`] slots for every ring-based mechanism alike.
+//!
+//! A peer library runs alongside: iceoryx2 publish-subscribe with
+//! busy-polling subscribers ([`shmcast_benches::iox`]), one service each way
+//! per size, subscriber buffers as deep as the rings. If iceoryx2 cannot
+//! set up here, it is reported, not measured.
 
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
@@ -51,6 +56,7 @@ use rustix::event::{eventfd, EventfdFlags};
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 use rustix::pipe::{pipe_with, PipeFlags};
 use shmcast::{attach, BackendKind, ChannelBuilder, Role, Spin};
+use shmcast_benches::iox::{self, IoxRx, IoxTx};
 use shmcast_benches::mech::{
     seq_of, stamp, EfdRx, EfdTx, FdRx, FdTx, FutexRx, FutexTx, FutexWord, RingLayout, Rx, RxMode,
     ShmcastRx, ShmcastTx, SpscRx, SpscTx, Tx, Wait,
@@ -66,12 +72,13 @@ use crate::{
 };
 
 /// The mechanisms of this section, in table order.
-pub(crate) const MECHS: [Mech; 11] = [
+pub(crate) const MECHS: [Mech; 12] = [
     Mech::Pipe,
     Mech::Unix,
     Mech::ShmEventfd,
     Mech::BareFutex,
     Mech::RawSpin,
+    Mech::Iceoryx2,
     Mech::ShmcastBusy,
     Mech::ShmcastRecv,
     Mech::ShmcastSleep(BackendKind::Futex),
@@ -102,6 +109,10 @@ struct Ends {
     raw_rx: SpscRx,
     /// shmcast channel pairs ([`pair_of`]): our sender and our receiver.
     shmcast: Vec<(ShmcastTx, ShmcastRx)>,
+    /// iceoryx2 publisher and subscriber, unless it could not set up.
+    iox: Option<(IoxTx, IoxRx)>,
+    /// Their node (declared after them: dropped after them).
+    _iox_node: Option<iox::Node>,
 }
 
 /// Number of shmcast channel pairs: the default one, then one per backend.
@@ -155,6 +166,14 @@ macro_rules! with_ends {
             }
             Mech::RawSpin => {
                 let ($tx, $rx) = (&mut e.raw_tx, &mut e.raw_rx);
+                $body
+            }
+            Mech::Iceoryx2 => {
+                let pair = e
+                    .iox
+                    .as_mut()
+                    .expect("iceoryx2 is only run where it set up");
+                let ($tx, $rx) = (&mut pair.0, &mut pair.1);
                 $body
             }
             m @ (Mech::ShmcastBusy
@@ -399,6 +418,12 @@ fn run_size(plan: &Plan, ticks: &Ticks, size: usize, what: Runs) -> Res<SizeRes>
         pings.push(make(&format!("{ping_name}-{p}"))?);
         pongs.push(make(&format!("{pong_name}-{p}"))?);
     }
+    // iceoryx2: our ends first; the worker opens the same services.
+    let iox_name = format!("shmcast-bench/{}/p2p{size}", std::process::id());
+    let iox_setup = iox::Node::new().and_then(|node| {
+        let ends = node.ends(&iox_name, size, cap, true)?;
+        Ok((node, ends))
+    });
 
     let fds = vec![
         arena.fd().try_clone_to_owned()?,
@@ -422,6 +447,14 @@ fn run_size(plan: &Plan, ticks: &Ticks, size: usize, what: Runs) -> Res<SizeRes>
         format!("ping={ping_name}"),
         format!("pong={pong_name}"),
         format!("pairs={PAIRS}"),
+        format!(
+            "iox={}",
+            if iox_setup.is_ok() {
+                iox_name.as_str()
+            } else {
+                "-"
+            }
+        ),
     ];
     let mut worker = Worker::spawn(&format!("p2p {size} B"), &args, fds)?;
     let (unix_tx, unix_rx) = split(sock_here)?;
@@ -453,6 +486,18 @@ fn run_size(plan: &Plan, ticks: &Ticks, size: usize, what: Runs) -> Res<SizeRes>
         shmcast.push((tx, rx));
     }
     let default_backend = shmcast[0].1.rx.backend();
+    let (iox_node, iox_ends) = match iox_setup {
+        Ok((node, ends)) => (Some(node), Some(ends)),
+        Err(why) => {
+            let i = MECHS
+                .iter()
+                .position(|m| *m == Mech::Iceoryx2)
+                .expect("in MECHS");
+            progress(&format!("iceoryx2: not measured: {why}"));
+            per[i].unsupported = Some(why.to_string());
+            (None, None)
+        }
+    };
     let mut ends = Ends {
         pipe_tx: FdTx::new(fwd_w),
         pipe_rx: FdRx::new(back_r),
@@ -477,6 +522,8 @@ fn run_size(plan: &Plan, ticks: &Ticks, size: usize, what: Runs) -> Res<SizeRes>
         raw_tx: SpscTx::new(arena.clone(), offs.rings[0], lay, Wait::Spin),
         raw_rx: SpscRx::new(arena.clone(), offs.rings[1], lay, Wait::Spin),
         shmcast,
+        iox: iox_ends,
+        _iox_node: iox_node,
     };
     expect(&mut worker, op::READY)?;
     let live: Vec<usize> = (0..MECHS.len())
@@ -826,7 +873,18 @@ pub(crate) fn worker(args: &Args) -> Res<()> {
         raw_tx: SpscTx::new(arena.clone(), offs.rings[1], lay, Wait::Spin),
         raw_rx: SpscRx::new(arena.clone(), offs.rings[0], lay, Wait::Spin),
         shmcast,
+        iox: None,
+        _iox_node: None,
     };
+    // iceoryx2, where the parent could set it up.
+    match args.get("iox")? {
+        "-" => {}
+        name => {
+            let node = iox::Node::new()?;
+            ends.iox = Some(node.ends(name, size, lay.capacity, false)?);
+            ends._iox_node = Some(node);
+        }
+    }
     let mut ctl = Control::new();
     ctl.reply(record(&[op::READY]))?;
     let mut buf = vec![0u8; size];
@@ -886,8 +944,19 @@ fn latency_section(plan: &Plan, results: &[SizeRes]) -> Section {
         &ratio_refs,
     );
     let mut goals = Vec::new();
+    let iox = MECHS
+        .iter()
+        .position(|m| *m == Mech::Iceoryx2)
+        .expect("iceoryx2");
+    // Worst (largest) shmcast busy-poll / iceoryx2 latency over the sizes.
+    let mut vs_iox: Option<(f64, String)> = None;
     for SizeRes { size, per, .. } in results {
         let label = size_label(*size);
+        if let Some(r) = ratio_median(&per[sc].lat_block_iqm, &per[iox].lat_block_iqm) {
+            if vs_iox.as_ref().is_none_or(|(w, _)| r > *w) {
+                vs_iox = Some((r, label.clone()));
+            }
+        }
         p50.push(
             &label,
             *size as f64,
@@ -930,6 +999,7 @@ fn latency_section(plan: &Plan, results: &[SizeRes]) -> Section {
             });
         }
     }
+    goals.push(iox_goal("busy-poll one-way latency", vs_iox));
     ratio.log_y = false;
     p50.note(
         "shmcast modes: busy-poll = try_recv spin; recv (default) = the blocking recv with the \
@@ -963,6 +1033,21 @@ fn latency_section(plan: &Plan, results: &[SizeRes]) -> Section {
         )],
         tables: vec![p50, p99, ratio],
         goals,
+    }
+}
+
+/// The goal row "shmcast at least as fast as iceoryx2" (from the project
+/// brief, not the benchmark issue) for `what`, given the worst shmcast /
+/// iceoryx2 ratio over the sizes and where it was.
+fn iox_goal(what: &str, worst: Option<(f64, String)>) -> Goal {
+    Goal {
+        what: format!("{what} at least as fast as iceoryx2 at every size (project brief)"),
+        measured: worst
+            .as_ref()
+            .map_or("n/a (iceoryx2 not measured)".into(), |(r, at)| {
+                format!("worst shmcast / iceoryx2 {r:.2}x (at {at}; median of per-block ratios)")
+            }),
+        met: worst.map(|(r, _)| r <= 1.0),
     }
 }
 
@@ -1006,7 +1091,7 @@ fn streaming_section(plan: &Plan, results: &[SizeRes]) -> Section {
         .filter(|&i| {
             matches!(
                 MECHS[i],
-                Mech::Pipe | Mech::Unix | Mech::ShmEventfd | Mech::RawSpin
+                Mech::Pipe | Mech::Unix | Mech::ShmEventfd | Mech::RawSpin | Mech::Iceoryx2
             )
         })
         .collect();
@@ -1023,6 +1108,7 @@ fn streaming_section(plan: &Plan, results: &[SizeRes]) -> Section {
         &ratio_refs,
     );
     let mut worst: Option<(f64, String)> = None;
+    let mut vs_iox: Option<(f64, String)> = None;
     for SizeRes { size, per, .. } in results {
         let label = size_label(*size);
         t.push(
@@ -1040,6 +1126,14 @@ fn streaming_section(plan: &Plan, results: &[SizeRes]) -> Section {
             .map(|&i| ratio_median(&per[sc].stream_block, &per[i].stream_block))
             .collect();
         for (k, &i) in others.iter().enumerate() {
+            if MECHS[i] == Mech::Iceoryx2 {
+                if let Some(r) = rs[k] {
+                    if vs_iox.as_ref().is_none_or(|(w, _)| r > *w) {
+                        vs_iox = Some((r, label.clone()));
+                    }
+                }
+                continue;
+            }
             if MECHS[i] == Mech::RawSpin {
                 continue;
             }
@@ -1059,13 +1153,17 @@ fn streaming_section(plan: &Plan, results: &[SizeRes]) -> Section {
     for note in unsupported_notes(results) {
         t.note(note);
     }
-    let goals = vec![Goal {
-        what: "streaming ns/message below pipe, unix socket and shm+eventfd at every size".into(),
-        measured: worst.as_ref().map_or("n/a".into(), |(r, at)| {
-            format!("worst shmcast/other ratio {r:.2}x ({at})")
-        }),
-        met: worst.map(|(r, _)| r < 1.0),
-    }];
+    let goals = vec![
+        Goal {
+            what: "streaming ns/message below pipe, unix socket and shm+eventfd at every size"
+                .into(),
+            measured: worst.as_ref().map_or("n/a".into(), |(r, at)| {
+                format!("worst shmcast/other ratio {r:.2}x ({at})")
+            }),
+            met: worst.map(|(r, _)| r < 1.0),
+        },
+        iox_goal("streaming ns/message", vs_iox),
+    ];
     Section {
         title: "b. Streaming (one sender streams N messages, total time / N)".into(),
         text: vec![format!(
