@@ -20,9 +20,9 @@
 //! And through a peer: the `sharedring` of the `shmem-ipc` crate (SPSC, a
 //! memfd and two eventfds, the same ~1 MiB), used as its API documents. It
 //! carries a stream of fixed-size items, not messages, so a message is
-//! `size / 8` `u64` items; `send_raw` writes them in place and signals the
-//! receiver's eventfd when the ring was empty (it cannot know whether the
-//! receiver sleeps), `receive_raw` reads them. One message per call, or up
+//! `size / 8` `u64` items (rounded up); `send_raw` writes them in place and
+//! signals the receiver's eventfd when the ring was empty (it cannot know
+//! whether the receiver sleeps), `receive_raw` reads them. One message per call, or up
 //! to [`BATCH`] messages per call on both sides. Its receiver here
 //! busy-polls `read_count` (a load) and calls `receive_raw` only when
 //! something is there: an empty `receive_raw` would still do its read-modify-
