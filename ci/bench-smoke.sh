@@ -2,7 +2,8 @@
 # Bench smoke: build the cross-process benchmark and run its tiny mode, which
 # checks that every mechanism (pipe, unix socket, shm+eventfd, raw spin,
 # shmcast unicast busy-polling and sleeping in every notify backend that
-# works here, broadcast, multicast, multi-producer throughput) moves
+# works here, broadcast, multicast, multi-producer throughput, and the two
+# peer libraries, iceoryx2 and shmem-ipc) moves
 # messages intact between real processes and that every table renders
 # (markdown, CSV, SVG). The numbers of this run mean nothing. A few seconds
 # plus the build.

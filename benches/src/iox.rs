@@ -1,19 +1,24 @@
 //! iceoryx2 as a mechanism under test: a publish-subscribe service each way,
 //! busy-polling subscribers.
 //!
-//! Configured the way iceoryx2's own publish-subscribe latency benchmark
-//! configures its services (no history, one publisher and one subscriber),
-//! except that the subscriber buffer holds as many samples as our rings
-//! have slots and a full buffer makes the publisher retry instead of
-//! overwriting (`enable_safe_overflow(false)`, `RetryUntilDelivered`): the
-//! streaming section must not lose messages. Payloads are `[u8]` slices of
-//! the message size. Sending loans a sample, copies the message in and
-//! sends it, and loans the next sample right away (as iceoryx2's benchmark
-//! does, so the loan is off the round trip); receiving copies the payload
-//! out, as every other mechanism here does.
+//! Configured like iceoryx2's own publish-subscribe latency benchmark (no
+//! history, one publisher and one subscriber, `ipc::Service`, the next
+//! sample loaned right after each send so the loan is off the round trip,
+//! busy-polling `receive`), except: the subscriber buffer holds as many
+//! samples as our rings have slots (its benchmark: 1) and a full buffer
+//! makes the publisher retry instead of overwriting
+//! (`enable_safe_overflow(false)`, `RetryUntilDelivered`), so the streaming
+//! section loses nothing; payloads are copied in and out, as for every
+//! other mechanism here (its benchmark sends uninitialised loans); and the
+//! two sides are processes, not two threads of one.
+//!
+//! With a full buffer, iceoryx2's publisher waits inside `send` (its own
+//! retry loop), outside our stall check: if the subscriber's process died
+//! there, the bench's watchdog ends the run.
 
 use std::mem::MaybeUninit;
 
+use iceoryx2::port::LoanError;
 use iceoryx2::prelude::*;
 use iceoryx2::sample_mut_uninit::SampleMutUninit;
 
@@ -111,15 +116,16 @@ impl Node {
 
 impl IoxTx {
     /// Loan a sample of `len` bytes, waiting while the pool is empty (the
-    /// subscriber still holds them).
+    /// subscriber still holds them); any other loan error is a bug here.
     fn loan(&self, len: usize) -> SampleMutUninit<ipc::Service, [MaybeUninit<u8>], ()> {
         let mut w: Option<Waiter> = None;
         loop {
             match self.publisher.loan_slice_uninit(len) {
                 Ok(s) => return s,
-                Err(_) => w
+                Err(LoanError::OutOfMemory) => w
                     .get_or_insert_with(|| Waiter::new(Wait::Spin))
                     .wait("iceoryx2 loan"),
+                Err(e) => panic!("iceoryx2 loan of {len} bytes: {e}"),
             }
         }
     }
@@ -129,7 +135,11 @@ impl Tx for IoxTx {
     fn send(&mut self, msg: &[u8]) {
         let sample = match self.next.take() {
             Some(s) if msg.len() == self.size => s,
-            _ => self.loan(msg.len()),
+            other => {
+                // Give the pre-loaned sample back before loaning another.
+                drop(other);
+                self.loan(msg.len())
+            }
         };
         if let Err(e) = sample.write_from_slice(msg).send() {
             panic!("iceoryx2 send: {e:?}");

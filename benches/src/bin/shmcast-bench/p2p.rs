@@ -46,7 +46,9 @@
 //! A peer library runs alongside: iceoryx2 publish-subscribe with
 //! busy-polling subscribers ([`shmcast_benches::iox`]), one service each way
 //! per size, subscriber buffers as deep as the rings. If iceoryx2 cannot
-//! set up here, it is reported, not measured.
+//! set up here (the parent's node and ports), it is reported, not
+//! measured; the worker then opens what the parent created, and a failure
+//! there ends the run with its error.
 
 use std::os::fd::OwnedFd;
 use std::rc::Rc;

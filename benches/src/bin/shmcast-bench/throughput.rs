@@ -18,15 +18,18 @@
 //! or counters, and plain `memcpy` copies.
 //!
 //! And through a peer: the `sharedring` of the `shmem-ipc` crate (SPSC, a
-//! memfd and two eventfds, the same ~1 MiB), used as its API documents. It
-//! carries a stream of fixed-size items, not messages, so a message is
-//! `size / 8` `u64` items (rounded up); `send_raw` writes them in place and
-//! signals the receiver's eventfd when the ring was empty (it cannot know
-//! whether the receiver sleeps), `receive_raw` reads them. One message per call, or up
-//! to [`BATCH`] messages per call on both sides. Its receiver here
-//! busy-polls `read_count` (a load) and calls `receive_raw` only when
-//! something is there: an empty `receive_raw` would still do its read-modify-
-//! write of the shared count, which slows the sender down.
+//! memfd and two eventfds, as many bytes as the shmcast ring's slots of the
+//! same size), used as its API documents. It carries a stream of
+//! fixed-size items, not messages, so a message is `size / 8` `u64` items
+//! (rounded up); `send_raw` writes them in place and writes the receiver's
+//! eventfd when the ring was empty (it cannot know whether the receiver
+//! sleeps), `receive_raw` reads them and writes the sender's eventfd when
+//! the ring was full. One message per call, or up to [`BATCH`] messages per
+//! call on both sides. Its receiver here busy-polls `read_count` (a load)
+//! and calls `receive_raw` only when something is there (an empty
+//! `receive_raw` would still do its read-modify-write of the shared count,
+//! which slows the sender down), and not even that while the last call
+//! said more was waiting.
 
 use std::fs::File;
 use std::rc::Rc;
@@ -52,7 +55,9 @@ pub(crate) const BATCH: usize = 32;
 /// Producer index lives in the top bits of a message's sequence number.
 const PRODUCER_SHIFT: u32 = 48;
 
-/// Slots for messages of `size` bytes: about 1 MiB, 64..4096.
+/// Slots for messages of `size` bytes: about 1 MiB, clamped to 64..4096
+/// and rounded down to a power of two (so 4096 slots, 256 / 512 KiB, up to
+/// 64 B; 128 slots, 520 KiB, at 4 KiB).
 fn capacity(size: usize) -> u64 {
     let stride = (32 + size).div_ceil(64) * 64;
     let n = (1024 * 1024 / stride).clamp(64, 4096);
@@ -73,8 +78,13 @@ fn raw_rings(sizes: &[usize]) -> Vec<(usize, RingLayout)> {
         .collect()
 }
 
-/// `u64` items in each `shmem-ipc` ring: 1 MiB, like the shmcast rings.
-const SIPC_ITEMS: usize = 1024 * 1024 / 8;
+/// `u64` items in the `shmem-ipc` ring for messages of `size` bytes: as
+/// many bytes as the shmcast ring's slots (shmem-ipc rounds its memfd up
+/// to whole pages).
+fn sipc_items(size: usize) -> usize {
+    let stride = (32 + size).div_ceil(64) * 64;
+    capacity(size) as usize * stride / 8
+}
 
 /// `u64` items per `shmem-ipc` message of `size` bytes.
 fn sipc_words(size: usize) -> usize {
@@ -161,8 +171,8 @@ pub(crate) fn run(plan: &Plan) -> Res<Section> {
         names.push(name);
     }
     let mut sipc_rx = Vec::new();
-    for _ in &plan.tp_sizes {
-        sipc_rx.push(sharedring::Receiver::<u64>::new(SIPC_ITEMS)?);
+    for &size in &plan.tp_sizes {
+        sipc_rx.push(sharedring::Receiver::<u64>::new(sipc_items(size))?);
     }
     let mut workers = Vec::new();
     let sizes: Vec<String> = plan.tp_sizes.iter().map(|s| s.to_string()).collect();
@@ -441,12 +451,14 @@ fn one_sipc(
     let mut msg = vec![0u64; words];
     let mut at = 0usize;
     let mut w: Option<Waiter> = None;
+    // The last call's word that more items were waiting.
+    let mut more = false;
     while got < total {
         if got >= next_stamp {
             stamps.push(now_ns());
             next_stamp += chunk;
         }
-        if rx.receiver_mut().read_count()? == 0 {
+        if !more && rx.receiver_mut().read_count()? == 0 {
             w.get_or_insert_with(|| Waiter::new(Wait::Spin))
                 .wait("throughput receiver (shmem-ipc)");
             continue;
@@ -475,11 +487,12 @@ fn one_sipc(
             }
             take
         };
-        if c.mech == Mech::ShmemIpc {
-            rx.receive_raw(read)?;
+        let status = if c.mech == Mech::ShmemIpc {
+            rx.receive_raw(read)?
         } else {
-            rx.receiver_mut().recv(read)?;
-        }
+            rx.receiver_mut().recv(read)?
+        };
+        more = status.remaining > 0;
     }
     seqs.finish(workers, c)?;
     Ok(1e9 / stats::chunk_median(&stamps, chunk))
@@ -526,7 +539,7 @@ pub(crate) fn worker(args: &Args) -> Res<()> {
     // Worker 0 only: the producer ends of the shmem-ipc rings.
     let mut sipc_tx = Vec::new();
     if let Ok(rings) = args.get("sipc") {
-        for ring in rings.split(',') {
+        for (ring, &size) in rings.split(',').zip(&sizes) {
             let fds: Vec<File> = ring
                 .split(':')
                 .map(|n| {
@@ -537,7 +550,10 @@ pub(crate) fn worker(args: &Args) -> Res<()> {
             let [memfd, empty, full]: [File; 3] =
                 fds.try_into().map_err(|_| "sipc: three fds per ring")?;
             sipc_tx.push(sharedring::Sender::<u64>::open(
-                SIPC_ITEMS, memfd, empty, full,
+                sipc_items(size),
+                memfd,
+                empty,
+                full,
             )?);
         }
     }
@@ -825,12 +841,14 @@ fn section(plan: &Plan, configs: &[Config], results: &[Vec<f64>]) -> Section {
              try_send_batch of {BATCH} messages (one claim), the receiver calling try_recv once \
              per message; \"batch send+recv\": the receiver takes up to {BATCH} messages per \
              try_recv_batch (one head and counter update per batch). The goals are judged on \
-             batch send+recv. Ring: ~1 MiB of slots. Rate: the receiver timestamps every 1/32 of \
+             batch send+recv. Ring: 4096 slots up to 64 B (256 KiB at 8 B, 512 KiB at 64 B), \
+             128 at 4 KiB (520 KiB). Rate: the receiver timestamps every 1/32 of \
              the run; the median chunk, then the median over blocks. shmem-ipc: the \
-             sharedring of crates.io shmem-ipc 0.3 (SPSC, memfd + two eventfds, 1 MiB), a \
-             message being size/8 u64 items of its stream; send_raw writes them in place and \
-             writes the receiver's eventfd whenever the ring was empty (its API cannot know the \
-             receiver is polling); its receiver polls read_count and takes one message, or up to \
+             sharedring of crates.io shmem-ipc 0.3 (SPSC, memfd + two eventfds, as many bytes as \
+             the shmcast ring), a message being size/8 u64 items of its stream; send_raw writes \
+             them in place and writes the receiver's eventfd whenever the ring was empty (its \
+             API cannot know the receiver is polling), receive_raw the sender's whenever it was \
+             full; its receiver polls read_count and takes one message, or up to \
              {BATCH} (\"batch send+recv\", and the sender writes up to {BATCH} per send_raw), per \
              receive_raw. \"no eventfd\": the same ring through its low-level ends (send / recv), \
              which never write an eventfd: a polling receiver does not need them.",
