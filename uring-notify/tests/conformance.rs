@@ -337,6 +337,12 @@ fn receiver_moving_threads_is_still_woken() {
 /// Several eventfd sleepers woken by one publish: one `io_uring_enter`
 /// carries every eventfd write when io_uring is usable (a lone sleeper gets
 /// a direct `write(2)` instead, see `wakes_a_sleeping_receiver`).
+///
+/// The sleeper threads hand their receivers back instead of dropping them:
+/// a sleeper that sees the publish's bump before its `poll` returns at once,
+/// and had it left the ring before the waker reached its entry, the waker
+/// would rightly skip its eventfd (no longer a receiver) and this count
+/// would be one short (seen under load).
 #[test]
 fn eventfd_sleepers_share_one_submit() {
     if let Err(why) = probe().check(BackendKind::Eventfd, true) {
@@ -357,7 +363,8 @@ fn eventfd_sleepers_share_one_submit() {
                 let r = s.sleep(&r2, rx.id(), &token, Some(Duration::from_secs(10)));
                 rx.finish_wait();
                 let mut buf = [0u8; 16];
-                (r, rx.try_recv(&mut buf).map(|i| buf[..i.len].to_vec()))
+                let got = rx.try_recv(&mut buf).map(|i| buf[..i.len].to_vec());
+                (r, got, rx)
             })
         })
         .collect();
@@ -366,10 +373,12 @@ fn eventfd_sleepers_share_one_submit() {
     tx.try_send(b"all").unwrap();
     let mut waker = Waker::new(Some(fds));
     waker.wake(&ring, &tx.wake_set(1)).unwrap();
+    let mut receivers = Vec::new();
     for s in sleepers {
-        let (r, got) = s.join().unwrap();
+        let (r, got, rx) = s.join().unwrap();
         assert_eq!(r, Ok(()));
         assert_eq!(got, Ok(b"all".to_vec()));
+        receivers.push(rx);
     }
     let st = waker.stats();
     assert_eq!(st.woken, 3);
@@ -454,7 +463,14 @@ fn own_loop_sleeper_gets_the_full_wake() {
     let own = {
         let rx = ring.receiver().unwrap();
         thread::spawn(move || {
-            let token = rx.prepare_wait().expect("ring is empty");
+            let mut buf = [0u8; 16];
+            // The test's `asleep` sees our bit as soon as it is set, so the
+            // publish may come before our re-check: then there is nothing to
+            // wait for (the producer's wake decision, checked below, was
+            // made with our bit set all the same).
+            let Some(token) = rx.prepare_wait() else {
+                return (Ok(()), rx.try_recv(&mut buf).map(|i| buf[..i.len].to_vec()));
+            };
             let bitset = 1 << (rx.id().0 % 32);
             let r = futex::wait(
                 token.word(),
@@ -463,7 +479,6 @@ fn own_loop_sleeper_gets_the_full_wake() {
                 Some(Duration::from_secs(10)),
             );
             rx.finish_wait();
-            let mut buf = [0u8; 16];
             (r, rx.try_recv(&mut buf).map(|i| buf[..i.len].to_vec()))
         })
     };
@@ -488,10 +503,27 @@ fn own_loop_sleeper_gets_the_full_wake() {
 /// single wake; the producer, publishing on, finds its relay untaken after
 /// RELAY_WATCH and performs it itself. The sleepers have no guard: only
 /// that rescue can wake them before their 10 s timeout.
+///
+/// A sleeper that had said it relays but was not yet queued in the kernel
+/// when the thief took the wake sees the bump, returns and takes the relay
+/// itself (correctly): that round shows no rescue and is run again (seen
+/// under load); one round in five must show it.
 #[test]
 fn untaken_relay_is_performed_by_the_producer() {
-    use shmcast_uring_notify::{futex, RELAY_WATCH};
     probe();
+    for _ in 0..5 {
+        if let Some(st) = rescue_round() {
+            assert_eq!((st.relays, st.relays_rescued), (1, 1), "{st:?}");
+            return;
+        }
+    }
+    panic!("five rounds and a sleeper took the relay in each: never rescued");
+}
+
+/// One round of `untaken_relay_is_performed_by_the_producer`: the waker's
+/// stats if the producer rescued the relay, `None` if a sleeper took it.
+fn rescue_round() -> Option<shmcast_uring_notify::WakeStats> {
+    use shmcast_uring_notify::{futex, RELAY_WATCH};
     let ring = ring(Mode::Broadcast);
     let thief = {
         let ring = ring.clone();
@@ -516,7 +548,6 @@ fn untaken_relay_is_performed_by_the_producer() {
         "the thief took the single wake"
     );
     assert_eq!(waker.stats().relays, 1);
-    assert!(waker.relay_pending());
     // Publish on, as a streaming sender would.
     let t0 = Instant::now();
     while waker.relay_pending() {
@@ -531,7 +562,7 @@ fn untaken_relay_is_performed_by_the_producer() {
         assert_eq!(got, Ok(b"rescued".to_vec()));
     }
     let st = waker.stats();
-    assert_eq!((st.relays, st.relays_rescued), (1, 1), "{st:?}");
+    (st.relays_rescued != 0).then_some(st)
 }
 
 /// The guard ends a sleep that no wake ends, as a spurious wake-up (`Ok`),
