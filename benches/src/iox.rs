@@ -24,7 +24,8 @@ use iceoryx2::sample_mut_uninit::SampleMutUninit;
 
 use crate::mech::{Rx, Tx, Wait, Waiter};
 
-/// An iceoryx2 node: one per process, alive as long as its ports.
+/// An iceoryx2 node (the bench makes one per message size in each
+/// process), kept beside the ports made from it.
 pub struct Node(iceoryx2::node::Node<ipc::Service>);
 
 impl std::fmt::Debug for Node {
