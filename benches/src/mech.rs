@@ -110,7 +110,7 @@ impl Waiter {
                 }
             }
         }
-        if self.n % 1024 == 0 {
+        if self.n.is_multiple_of(1024) {
             let since = *self.since.get_or_insert_with(Instant::now);
             if since.elapsed() > STALL {
                 panic!("{what}: no progress for {STALL:?}");
@@ -227,7 +227,7 @@ impl RingView {
     }
 
     fn word(&self, at: usize) -> &AtomicU64 {
-        debug_assert!(at + 8 <= self.lay.bytes() && at % 8 == 0);
+        debug_assert!(at + 8 <= self.lay.bytes() && at.is_multiple_of(8));
         // `at` is 8-aligned inside the ring (callers pass SLOTS_AT + k *
         // stride with 64-byte strides, or 0); the ring lies inside the arena
         // (checked by `Arena::at` in `new`), which `self._arena` keeps mapped.
