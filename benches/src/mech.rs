@@ -429,10 +429,9 @@ impl FutexWord {
     pub fn get(&self) -> &AtomicU32 {
         // `ptr` is 4-aligned (the arena is page-aligned, the offset a
         // multiple of 4) and inside the arena (checked by `Arena::at`),
-        // which `self._arena` keeps mapped.
-        // SAFETY: aligned, in bounds and alive while `self` is (above);
-        // every process touches this word only atomically or in the kernel's
-        // futex calls.
+        // which `self._arena` keeps mapped; every process touches this word
+        // only atomically or in the kernel's futex calls.
+        // SAFETY: aligned, in bounds and alive while `self` is (above).
         unsafe { AtomicU32::from_ptr(self.ptr) }
     }
 }

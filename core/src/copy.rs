@@ -107,17 +107,17 @@ mod wide {
         if len == 0 {
             return;
         }
-        // SAFETY: the loop reads exactly src..src+len and writes exactly
+        // The loop reads exactly src..src+len and writes exactly
         // dst..dst+len (len a non-zero multiple of 64, so `sub` reaches 0
-        // and ends it), valid per the contract; it touches no stack.
-        // `vzeroupper` (which leaves the upper halves clean for SSE code
-        // that follows) changes the upper bits of *every* vector register,
-        // so the block declares the C ABI's clobbers, all vector registers
-        // at whatever width the target has, rather than only the two it
-        // names: a caller compiled with AVX enabled may keep a 256-bit value
-        // live across the copy (a review found that miscompile with the two
-        // scratch registers declared alone). `clobber_abi` needs explicit
-        // registers for the operands.
+        // and ends it). `vzeroupper` (which leaves the upper halves clean
+        // for SSE code that follows) changes the upper bits of *every*
+        // vector register, so the block declares the C ABI's clobbers, all
+        // vector registers at whatever width the target has, rather than
+        // only the two it names: a caller compiled with AVX enabled may keep
+        // a 256-bit value live across the copy (a review found that
+        // miscompile with the two scratch registers declared alone).
+        // `clobber_abi` needs explicit registers for the operands.
+        // SAFETY: in bounds per the contract (above); no stack; clobbers declared.
         unsafe {
             core::arch::asm!(
                 "2:",
@@ -314,11 +314,11 @@ unsafe fn store_bytes_general(base: *mut u8, offset: usize, src: &[u8]) {
         w.store(u64::from_ne_bytes(bytes), Relaxed);
         at += n;
     }
-    // Whole 64-byte blocks, where there is a wide loop.
-    // SAFETY: base + at is 8-aligned (at % 8 == 0 or at == end here) and
-    // in bounds with the end - at bytes after it; `src` has those bytes
-    // from index at - offset; a caller's slice never overlaps shared memory
-    // it is copying into.
+    // Whole 64-byte blocks, where there is a wide loop. base + at is
+    // 8-aligned (at % 8 == 0 or at == end here) and in bounds with the
+    // end - at bytes after it; `src` has those bytes from index at - offset;
+    // a caller's slice never overlaps shared memory it is copying into.
+    // SAFETY: as just said: both ranges valid and disjoint, shared side 8-aligned.
     at += unsafe { copy_wide(base.add(at), src.as_ptr().add(at - offset), end - at) };
     // Whole words: constant-size conversions, so each is one load from
     // `src` and one store (no per-word memcpy call).

@@ -385,6 +385,48 @@ impl SeqCheck {
     }
 }
 
+/// A run's message count and the receiver's timestamps, one every
+/// [`stats::chunk_len`] messages.
+struct RunClock {
+    /// Messages in the run (all producers).
+    total: u64,
+    chunk: u64,
+    /// Received count at which the next stamp is due.
+    next: u64,
+    stamps: Vec<u64>,
+}
+
+impl RunClock {
+    /// Start the producers of a run of about `total` messages (a multiple
+    /// of the producer count).
+    fn start(workers: &mut [Worker], c: Config, size: usize, total: usize) -> Res<RunClock> {
+        let per = (total / c.producers) as u64;
+        start_producers(workers, c, size, per)?;
+        let total = per * c.producers as u64;
+        let chunk = stats::chunk_len(total);
+        Ok(RunClock {
+            total,
+            chunk,
+            next: 0,
+            stamps: Vec::with_capacity((total / chunk) as usize + 2),
+        })
+    }
+
+    /// Before a receive, with `got` messages received so far.
+    #[inline]
+    fn tick(&mut self, got: u64) {
+        if got >= self.next {
+            self.stamps.push(now_ns());
+            self.next += self.chunk;
+        }
+    }
+
+    /// Messages per second: the median chunk.
+    fn rate(&self) -> f64 {
+        1e9 / stats::chunk_median(&self.stamps, self.chunk)
+    }
+}
+
 /// A run whose receiver takes up to [`BATCH`] messages per `try_recv_batch`.
 fn one_batch_recv(
     workers: &mut [Worker],
@@ -393,21 +435,14 @@ fn one_batch_recv(
     size: usize,
     total: usize,
 ) -> Res<f64> {
-    let per = (total / c.producers) as u64;
-    start_producers(workers, c, size, per)?;
+    let mut clock = RunClock::start(workers, c, size, total)?;
     let mut buf = vec![0u8; size * BATCH];
     let mut infos = [shmcast::MessageInfo::default(); BATCH];
     let mut seqs = SeqCheck::new();
-    let total = per * c.producers as u64;
-    let chunk = stats::chunk_len(total);
-    let mut stamps = Vec::with_capacity((total / chunk) as usize + 2);
-    let (mut got, mut next_stamp) = (0u64, 0u64);
+    let mut got = 0u64;
     let mut w: Option<Waiter> = None;
-    while got < total {
-        if got >= next_stamp {
-            stamps.push(now_ns());
-            next_stamp += chunk;
-        }
+    while got < clock.total {
+        clock.tick(got);
         match rx.try_recv_batch(&mut buf, &mut infos) {
             Ok(n) => {
                 let mut off = 0;
@@ -425,7 +460,7 @@ fn one_batch_recv(
         }
     }
     seqs.finish(workers, c)?;
-    Ok(1e9 / stats::chunk_median(&stamps, chunk))
+    Ok(clock.rate())
 }
 
 /// A run through a `shmem-ipc` ring: one message per `receive_raw`, or up
@@ -437,15 +472,12 @@ fn one_sipc(
     size: usize,
     total: usize,
 ) -> Res<f64> {
-    let per = (total / c.producers) as u64;
-    start_producers(workers, c, size, per)?;
+    let mut clock = RunClock::start(workers, c, size, total)?;
+    let total = clock.total;
     let words = sipc_words(size);
     let per_call = if c.batch == Batch::None { 1 } else { BATCH };
     let mut seqs = SeqCheck::new();
-    let total = per * c.producers as u64;
-    let chunk = stats::chunk_len(total);
-    let mut stamps = Vec::with_capacity((total / chunk) as usize + 2);
-    let (mut got, mut next_stamp) = (0u64, 0u64);
+    let mut got = 0u64;
     // The message being read, and how many of its items are in (a call may
     // end inside a message where the ring wraps).
     let mut msg = vec![0u64; words];
@@ -454,10 +486,7 @@ fn one_sipc(
     // The last call's word that more items were waiting.
     let mut more = false;
     while got < total {
-        if got >= next_stamp {
-            stamps.push(now_ns());
-            next_stamp += chunk;
-        }
+        clock.tick(got);
         if !more && rx.receiver_mut().read_count()? == 0 {
             w.get_or_insert_with(|| Waiter::new(Wait::Spin))
                 .wait("throughput receiver (shmem-ipc)");
@@ -471,10 +500,9 @@ fn one_sipc(
             let mut j = 0;
             while j < take {
                 let n = (words - at).min(take - j);
-                // SAFETY: shmem-ipc hands us `count` readable, aligned items
-                // at `p` (its contract) and j + n <= take <= count. The
-                // slice lives for this one copy (how the raw ring of section
-                // a reads, and what shmem-ipc's own `receive_trusted` does).
+                // The slice lives for this one copy: how the raw ring of
+                // section a reads, and what shmem-ipc's `receive_trusted` does.
+                // SAFETY: `count` readable aligned items at `p` (shmem-ipc's contract); j + n <= count.
                 let src = unsafe { std::slice::from_raw_parts(p.add(j), n) };
                 msg[at..at + n].copy_from_slice(src);
                 at += n;
@@ -495,27 +523,21 @@ fn one_sipc(
         more = status.remaining > 0;
     }
     seqs.finish(workers, c)?;
-    Ok(1e9 / stats::chunk_median(&stamps, chunk))
+    Ok(clock.rate())
 }
 
 /// A run whose receiver takes one message per call.
 fn one(workers: &mut [Worker], rx: &mut dyn Rx, c: Config, size: usize, total: usize) -> Res<f64> {
-    let per = (total / c.producers) as u64;
-    start_producers(workers, c, size, per)?;
+    let mut clock = RunClock::start(workers, c, size, total)?;
     let mut buf = vec![0u8; size];
     let mut seqs = SeqCheck::new();
-    let total = per * c.producers as u64;
-    let chunk = stats::chunk_len(total);
-    let mut stamps = Vec::with_capacity((total / chunk) as usize + 2);
-    for i in 0..total {
-        if i % chunk == 0 {
-            stamps.push(now_ns());
-        }
+    for i in 0..clock.total {
+        clock.tick(i);
         rx.recv(&mut buf);
         seqs.check(&buf);
     }
     seqs.finish(workers, c)?;
-    Ok(1e9 / stats::chunk_median(&stamps, chunk))
+    Ok(clock.rate())
 }
 
 /// The worker: a producer attached to every throughput channel (and the
@@ -635,9 +657,9 @@ fn produce_sipc(
             let mut put = 0usize;
             let write = |p: *mut u64, count: usize| {
                 put = count.min(end - k);
-                // SAFETY: shmem-ipc hands us `count` writable, aligned items
-                // at `p` (its contract) and put <= count; the slice lives for
-                // this one copy (as its own `send_trusted` does).
+                // The slice lives for this one copy, as in shmem-ipc's own
+                // `send_trusted`.
+                // SAFETY: `count` writable aligned items at `p` (shmem-ipc's contract); put <= count.
                 let dst = unsafe { std::slice::from_raw_parts_mut(p, put) };
                 dst.copy_from_slice(&staged[k..k + put]);
                 put
