@@ -557,9 +557,10 @@ impl<R: Regions> ReadSlot<'_, R> {
             .ring
             .regions
             .payload_ptr(self.rx.ring.geo.slot_of(self.pos));
-        // SAFETY: p points at the payload of our slot, valid for len <=
-        // payload_room bytes while the ring lives (Regions contract); the
-        // caller vouches that nobody writes it meanwhile.
+        // p points at the payload of our slot, valid for len <= payload_room
+        // bytes while the ring lives (Regions contract).
+        // SAFETY: in bounds and alive (above); the caller vouches that nobody
+        // writes these bytes meanwhile.
         unsafe { core::slice::from_raw_parts(p, self.snap.len) }
     }
 }

@@ -181,11 +181,11 @@ mod raw {
         #[inline]
         unsafe fn write_payload(&self, i: usize, offset: usize, src: &[u8]) {
             debug_assert!(offset + src.len() <= self.stride - SLOT_HEADER_SIZE);
-            // SAFETY: the payload starts 8-aligned (64-aligned slot + 32-byte
-            // header) and its room is a multiple of 8; the caller keeps
-            // offset + len within the room, so every word touched lies
-            // inside slot i; payload bytes are only accessed through
-            // crate::copy, as u64 words.
+            // The payload starts 8-aligned (64-aligned slot + 32-byte header)
+            // and its room is a multiple of 8; the caller keeps offset + len
+            // within the room, so every word touched lies inside slot i.
+            // SAFETY: aligned and in bounds (above); payload bytes are only
+            // accessed through crate::copy, as u64 words.
             unsafe { crate::copy::store_bytes(self.payload(i), offset, src) }
         }
 
@@ -261,9 +261,10 @@ mod heap {
         pub fn new(geo: &Geometry) -> Self {
             let control = Block::zeroed(geo.control_size());
             let data = Block::zeroed(geo.data_size());
-            // SAFETY: both blocks are at least the sizes the geometry needs,
-            // 128-aligned, zeroed (a valid value for every atomic), kept alive
-            // by the Arc stored next to the view, and only accessed atomically.
+            // Both blocks are at least the sizes the geometry needs,
+            // 128-aligned and kept alive by the Arc stored next to the view.
+            // SAFETY: sized, aligned, alive (above), zeroed (valid for every
+            // atomic) and only accessed atomically.
             let raw = unsafe { RawRegions::new(control.ptr, data.ptr, geo) };
             HeapRegions {
                 raw,

@@ -235,20 +235,21 @@ impl Peer<'_> {
             Scribble::Control(offset, v) => {
                 let base = (hdr as *const ControlHeader).cast::<u8>();
                 let at = (offset as usize % (self.geo.control_size() / 4)) * 4;
-                // SAFETY: `HeapRegions` lays the control region out as one
-                // block of `control_size` bytes starting at the header;
-                // `at + 4 <= control_size` and `at` is 4-aligned (the block is
-                // 128-aligned). Every access to that memory, ours and the
-                // ring's, is atomic, as a peer process's would be.
+                // `HeapRegions` lays the control region out as one block of
+                // `control_size` bytes starting at the header; `at + 4 <=
+                // control_size` and `at` is 4-aligned (the block is 128-aligned).
+                // SAFETY: in bounds and aligned (above); every access to that
+                // memory, ours and the ring's, is atomic, as a peer's would be.
                 let word = unsafe { AtomicU32::from_ptr(base.add(at).cast::<u32>().cast_mut()) };
                 store32(word, v);
             }
             Scribble::Data(offset, v) => {
                 let base = (regions.slot(0) as *const SlotHeader).cast::<u8>();
                 let at = (offset as usize % (self.geo.data_size() / 4)) * 4;
-                // SAFETY: as above, for the data block of `data_size` bytes
-                // that starts with slot 0; payload bytes are only accessed
-                // atomically by the ring (core's copy module).
+                // As above, for the data block of `data_size` bytes that
+                // starts with slot 0.
+                // SAFETY: in bounds and aligned; payload bytes are only
+                // accessed atomically by the ring (core's copy module).
                 let word = unsafe { AtomicU32::from_ptr(base.add(at).cast::<u32>().cast_mut()) };
                 store32(word, v);
             }

@@ -60,9 +60,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 futex::MATCH_ANY
             };
             let sqe = RingWaiter::futex_wait_sqe(token.word(), token.expected(), bitset, WAKE);
-            // SAFETY: the SQE points at the wake word in the channel's shared
-            // mapping, which `rx` keeps mapped until after we reap the
-            // completion below (we wait for it before touching `rx` again).
+            // The SQE points at the wake word in the channel's shared mapping;
+            // we wait for its completion below before touching `rx` again.
+            // SAFETY: `rx` keeps that mapping alive until after the completion
+            // is reaped (above).
             unsafe { ring.submission().push(&sqe)? };
             ring.submit_and_wait(1)?;
             for cqe in ring.completion() {

@@ -55,10 +55,11 @@ impl Mapping {
     /// Snapshot the geometry words of a control region.
     pub(crate) fn header_words(&self) -> HeaderWords {
         assert!(self.map.len() >= shmcast_core::layout::CONTROL_HEADER_SIZE);
-        // SAFETY: the mapping is at least CONTROL_HEADER_SIZE bytes (asserted;
-        // callers check first), page-aligned (so aligned for the header), and
-        // stays mapped while `self` lives; ControlHeader is made of atomics,
-        // valid for every bit pattern, and we only load from it.
+        // The mapping is at least CONTROL_HEADER_SIZE bytes (asserted; callers
+        // check first), page-aligned (so aligned for the header), and stays
+        // mapped while `self` lives.
+        // SAFETY: sized, aligned, alive (above); ControlHeader is made of
+        // atomics, valid for every bit pattern, and we only load from it.
         let hdr = unsafe { &*self.map.as_ptr().cast::<ControlHeader>() };
         HeaderWords::read(&hdr.geometry)
     }
@@ -102,12 +103,13 @@ impl ShmRegions {
         if control.len() < geo.control_size() || data.len() < geo.data_size() {
             return None;
         }
-        // SAFETY: both mappings are at least as large as the geometry needs
-        // (checked above), page-aligned (mmap), shared and live as long as
-        // the Arc stored next to the view. Nothing in this process accesses
-        // them except through atomics (core's Regions contract). A
-        // read-only data mapping is only ever read: it is mapped read-only
-        // exactly when the role cannot send, and only producers write slots.
+        // Both mappings are at least as large as the geometry needs (checked
+        // above), page-aligned (mmap), shared and live as long as the Arc
+        // stored next to the view. A read-only data mapping is only ever
+        // read: it is mapped read-only exactly when the role cannot send,
+        // and only producers write slots.
+        // SAFETY: sized, aligned, alive (above); nothing in this process
+        // accesses them except through atomics (core's Regions contract).
         let raw = unsafe { RawRegions::new(control.map.as_mut_ptr(), data.map.as_mut_ptr(), geo) };
         Some(ShmRegions {
             raw,

@@ -146,13 +146,14 @@ impl RingWaiter {
     ) -> Result<(), SleepError> {
         if self.futex_op && self.armed != Some(word.as_ptr() as usize) {
             let sqe = Self::futex_wait_sqe(word, expected, bitset, FUTEX_TAG);
-            // SAFETY: the SQE points at `word`, a futex word in a shared
-            // mapping. The kernel reads it once, when the request starts (to
-            // compare it with `expected` and take the futex key, which for a
-            // shared mapping is the page, not the address); after that it
-            // never touches user memory, so the request cannot outlive what
-            // it points to in any way that matters. The ring is closed (and
-            // the request cancelled) when `self` drops.
+            // The SQE points at `word`, a futex word in a shared mapping. The
+            // kernel reads it once, when the request starts (to compare it
+            // with `expected` and take the futex key, which for a shared
+            // mapping is the page, not the address); after that it never
+            // touches user memory. The ring is closed (and the request
+            // cancelled) when `self` drops.
+            // SAFETY: the request cannot outlive what it points to in any way
+            // that matters (above).
             unsafe { self.ring.submission().push(&sqe) }.map_err(|_| SleepError::Io {
                 op: "io_uring SQ push",
                 errno: Errno::BUSY,
@@ -240,12 +241,12 @@ impl Batch {
 
     fn push(&mut self, sqe: squeue::Entry) -> Result<(), Errno> {
         let sqe = sqe.flags(squeue::Flags::SKIP_SUCCESS);
-        // SAFETY: every SQE queued here points at 'static memory (ONE) or at
-        // nothing the kernel dereferences after it starts the request (a
-        // futex word, resolved to its key when the request starts); fd
-        // numbers are kept open by the callers until `submit` returns, and
-        // `submit` is called before the producer's wake returns. A
-        // MSG_RING / write / FUTEX_WAKE completes inline during submit.
+        // Every SQE queued here points at 'static memory (ONE) or at nothing
+        // the kernel dereferences after it starts the request (a futex word,
+        // resolved to its key when the request starts). A MSG_RING / write /
+        // FUTEX_WAKE completes inline during submit.
+        // SAFETY: pointers valid (above); fd numbers stay open until `submit`
+        // returns, which happens before the producer's wake returns.
         if unsafe { self.ring.submission().push(&sqe) }.is_err() {
             self.submit()?;
             // SAFETY: as above.
