@@ -548,6 +548,7 @@ fn rescue_round() -> Option<shmcast_uring_notify::WakeStats> {
         "the thief took the single wake"
     );
     assert_eq!(waker.stats().relays, 1);
+    assert!(waker.relay_pending(), "an offered relay is watched");
     // Publish on, as a streaming sender would.
     let t0 = Instant::now();
     while waker.relay_pending() {
