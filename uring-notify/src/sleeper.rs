@@ -58,7 +58,16 @@ pub struct Sleeper {
     kind: BackendKind,
     imp: Imp,
     guard: Duration,
+    /// The guard thread's watch of this sleeper, registered at its first
+    /// guarded sleep, and again when what it wakes (word, bitset) or the
+    /// guard changes.
+    watch: Option<(WatchKey, guard::Ticket)>,
 }
+
+/// What a watch wakes and how often: the futex word's address (kept
+/// mapped by the ring clone the watch holds, so no other word can take
+/// it), the bitset and the guard.
+type WatchKey = (usize, u32, Duration);
 
 impl Sleeper {
     /// A sleeper of `kind`. `eventfds` is the channel's eventfd table (one
@@ -74,6 +83,7 @@ impl Sleeper {
             kind,
             imp,
             guard: WAKE_GUARD,
+            watch: None,
         })
     }
 
@@ -147,11 +157,12 @@ impl Sleeper {
     /// return early (spuriously): callers re-check the ring anyway.
     ///
     /// One sleep lasts at most about the guard ([`WAKE_GUARD`] unless
-    /// [`Sleeper::set_guard`] says otherwise; twice it if the sleeper is
-    /// held up for a whole guard between registering and sleeping); past
-    /// it this returns `Ok` as a spurious wake, so a wake that never comes — a broadcast relay
-    /// whose receiver was killed before it relayed, a peer that cleared our
-    /// waiter bit — delays a message by at most that, never forever.
+    /// [`Sleeper::set_guard`] says otherwise; half a guard more if the
+    /// guard thread's wake lands just before the sleep starts); past it
+    /// this returns `Ok` as a spurious wake, so a wake that never comes — a
+    /// broadcast relay whose receiver was killed before it relayed, a peer
+    /// that cleared our waiter bit — delays a message by at most that,
+    /// never forever.
     /// Broadcast sleepers also perform a pending relay on their way out
     /// (see [`Waker::wake`](crate::Waker::wake)).
     pub fn sleep<R: Regions + Clone + Send + 'static>(
@@ -167,25 +178,21 @@ impl Sleeper {
         // by itself; otherwise the process's guard thread watches it (no
         // timer of its own: see `guard`), or, where that cannot reach this
         // backend or start, the sleep is capped at the guard and a cap that
-        // ends it reads as a spurious wake-up.
-        let mut ticket = None;
-        let mut capped = false;
-        let timeout = if timeout.is_some_and(|t| t <= guard) {
-            timeout
+        // ends it reads as a spurious wake-up. The watch is taken out of
+        // `self` for the sleep (`sleep_once` needs `&mut self`) and put
+        // back after; dropped on unwinding, it is registered again.
+        let long = timeout.is_none_or(|t| t > guard);
+        let watch = if long {
+            self.watched(ring, id, token)
         } else {
-            match self
-                .nudge(ring, id, token)
-                .and_then(|n| guard::watch(guard, n))
-            {
-                Some(t) => {
-                    ticket = Some(t);
-                    timeout
-                }
-                None => {
-                    capped = true;
-                    Some(timeout.map_or(guard, |t| t.min(guard)))
-                }
-            }
+            None
+        };
+        let asleep = watch.as_ref().and_then(|(_, t)| t.begin());
+        let capped = long && asleep.is_none();
+        let timeout = if capped {
+            Some(timeout.map_or(guard, |t| t.min(guard)))
+        } else {
+            timeout
         };
         // Broadcast: tell producers that this sleep ends in `relay` (they
         // hand a wake to a relay only through sleepers that say so; see
@@ -196,8 +203,11 @@ impl Sleeper {
             e.sleeping.store(SLEEPING_RELAYS, Relaxed);
         }
         let slept = self.sleep_once(ring, id, token, timeout);
-        // Withdraw the watch (also on unwinding: `Ticket` drops it).
-        drop(ticket);
+        // The sleep's end, for the guard thread.
+        drop(asleep);
+        if watch.is_some() {
+            self.watch = watch;
+        }
         if let Some(e) = entry {
             e.sleeping.store(0, Relaxed);
             relay(ring);
@@ -205,6 +215,35 @@ impl Sleeper {
         match slept {
             Err(SleepError::Timeout) if capped => Ok(()),
             other => other,
+        }
+    }
+
+    /// This sleeper's watch for a sleep on `token`, taken out of `self`:
+    /// the one registered before if it wakes the same word with the same
+    /// bitset every guard, a new one otherwise. `None` where the guard
+    /// thread cannot reach this backend or be relied on.
+    fn watched<R: Regions + Clone + Send + 'static>(
+        &mut self,
+        ring: &Ring<R>,
+        id: SubscriberId,
+        token: &WaitToken<'_>,
+    ) -> Option<(WatchKey, guard::Ticket)> {
+        let word = if token.is_shared() {
+            Some(ring.broadcast_wake_word())
+        } else {
+            ring.wake_word(id)
+        };
+        let key = (
+            word.map_or(0, |w| w as *const AtomicU32 as usize),
+            futex_bitset(token, id),
+            self.guard,
+        );
+        match self.watch.take() {
+            Some((k, ticket)) if k == key => Some((k, ticket)),
+            _ => {
+                let nudge = self.nudge(ring, id, token)?;
+                guard::watch(self.guard, nudge).map(|t| (key, t))
+            }
         }
     }
 

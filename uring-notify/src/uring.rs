@@ -1,8 +1,9 @@
 //! io_uring pieces: the receiver's own ring (waiting with an
 //! `IORING_OP_FUTEX_WAIT` SQE and/or for `IORING_OP_MSG_RING` CQEs), and
 //! the producer's ring that batches every wake of one publish into a single
-//! `io_uring_enter`. The crate's only `unsafe` code: pushing SQEs, whose
-//! contract is that what they point to outlives their completion.
+//! `io_uring_enter`. Nearly all of the crate's `unsafe` code (the rest is
+//! the guard's `pthread_atfork`): pushing SQEs, whose contract is that
+//! what they point to outlives their completion.
 
 #![allow(unsafe_code)]
 

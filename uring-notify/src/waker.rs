@@ -165,11 +165,28 @@ impl Waker {
     /// the common cases: one `FUTEX_WAKE(_BITSET)` when every sleeper waits
     /// on a futex word, one `io_uring_enter` carrying every SQE otherwise.
     pub fn wake<R: Regions>(&mut self, ring: &Ring<R>, set: &WakeSet) -> Result<(), WakeError> {
-        use std::sync::atomic::Ordering::{Acquire, Relaxed};
+        use std::sync::atomic::Ordering::Relaxed;
         self.stats.checks += 1;
         if set.is_empty() {
             self.stats.skipped += 1;
             return Ok(());
+        }
+        // One futex sleeper on its own word (unicast, multicast): one
+        // FUTEX_WAKE, none of the bookkeeping below (its vectors allocate).
+        if !set.is_broadcast() && set.len() == 1 {
+            if let Some(id) = set.receivers().next() {
+                if let (_, BackendKind::Futex | BackendKind::UringFutex) = backend(ring, id) {
+                    self.stats.woken += 1;
+                    if let Some(w) = ring.wake_word(id) {
+                        self.stats.syscalls += 1;
+                        futex::wake(w, 1, futex::MATCH_ANY).map_err(|errno| WakeError::Io {
+                            op: "futex(FUTEX_WAKE)",
+                            errno,
+                        })?;
+                    }
+                    return Ok(());
+                }
+            }
         }
         // One receiver to wake: a direct write(2) to its eventfd beats an
         // io_uring WRITE, which the kernel may hand to an io-wq worker
@@ -186,19 +203,7 @@ impl Waker {
         for id in set.receivers() {
             self.stats.woken += 1;
             let entry = ring.regions().entry(id.index());
-            // Untrusted: an unknown code is treated as a futex sleeper, and
-            // so is any bit that does not belong to an attached receiver (a
-            // peer may set waiter bits and write entries at will; a futex
-            // wake of a word in the ring is harmless, an fd-based one not).
-            // ORDERING: Acquire; pairs with the Release store of `backend`
-            // in Sleeper::publish, which follows its `notify_info` store, so
-            // the pair read below is consistent.
-            let backend_word = entry.backend.load(Acquire);
-            let kind = if ring.is_receiver(id) {
-                BackendKind::from_code(backend_word & 0xff).unwrap_or(BackendKind::Futex)
-            } else {
-                BackendKind::Futex
-            };
+            let (backend_word, kind) = backend(ring, id);
             let mut by_futex = kind.woken_by_futex();
             match kind {
                 BackendKind::Eventfd => {
@@ -340,4 +345,23 @@ impl Waker {
         }
         submit_error.map_or(Ok(()), Err)
     }
+}
+
+/// Receiver `id`'s published backend word and how to wake it. Untrusted: an
+/// unknown code is treated as a futex sleeper, and so is any bit that does
+/// not belong to an attached receiver (a peer may set waiter bits and write
+/// entries at will; a futex wake of a word in the ring is harmless, an
+/// fd-based one not).
+fn backend<R: Regions>(ring: &Ring<R>, id: shmcast_core::SubscriberId) -> (u32, BackendKind) {
+    use std::sync::atomic::Ordering::Acquire;
+    // ORDERING: Acquire; pairs with the Release store of `backend` in
+    // Sleeper::publish, which follows its `notify_info` store, so a caller
+    // that reads `notify_info` after this sees the pair consistent.
+    let word = ring.regions().entry(id.index()).backend.load(Acquire);
+    let kind = if ring.is_receiver(id) {
+        BackendKind::from_code(word & 0xff).unwrap_or(BackendKind::Futex)
+    } else {
+        BackendKind::Futex
+    };
+    (word, kind)
 }
