@@ -256,7 +256,11 @@ fn run(generation: u64) {
             FLAGS.fetch_or(PARKED, SeqCst);
             // ORDERING: SeqCst; the other half of the Dekker pair in
             // Ticket::begin: a sleep begun before PARKED was set shows here.
-            if st.watches.iter().any(|w| w.mark.sleeps.load(SeqCst) & 1 == 1) {
+            if st
+                .watches
+                .iter()
+                .any(|w| w.mark.sleeps.load(SeqCst) & 1 == 1)
+            {
                 FLAGS.fetch_and(!PARKED, SeqCst);
                 active_at = now;
             } else {
