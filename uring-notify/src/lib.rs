@@ -8,8 +8,8 @@
 //! | backend | the receiver waits in | the producer wakes with | needs |
 //! |---|---|---|---|
 //! | [`BackendKind::Futex`] (default) | `FUTEX_WAIT(_BITSET)` on its wake word in the control region | `FUTEX_WAKE(_BITSET)` | nothing |
-//! | [`BackendKind::UringFutex`] | an `IORING_OP_FUTEX_WAIT` SQE in its own io_uring | `FUTEX_WAKE` | Linux 6.7+, io_uring allowed |
-//! | [`BackendKind::MsgRing`] | its own `SINGLE_ISSUER \| DEFER_TASKRUN` io_uring | `IORING_OP_MSG_RING` into that ring (fd taken with `pidfd_getfd`) | Linux 5.18+ (6.1+ for the flags), ptrace rights over the receiver |
+//! | [`BackendKind::UringFutex`] | an `IORING_OP_FUTEX_WAIT` SQE in its own `SINGLE_ISSUER \| DEFER_TASKRUN` io_uring | `FUTEX_WAKE` | Linux 6.7+, io_uring allowed |
+//! | [`BackendKind::MsgRing`] | its own io_uring (no `DEFER_TASKRUN`: the CQE is posted directly) | `IORING_OP_MSG_RING` into that ring (fd taken with `pidfd_getfd`) | Linux 5.18+, ptrace rights over the receiver |
 //! | [`BackendKind::Eventfd`] | `poll` on its eventfd (pollable by epoll / tokio) | `write` to the eventfd | eventfds handed out at attach |
 //!
 //! Whatever the backend, a producer makes **no syscall** while no receiver

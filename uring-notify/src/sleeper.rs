@@ -144,10 +144,12 @@ impl Sleeper {
             unreachable!("only called for ring backends")
         };
         if slot.as_ref().is_none_or(|w| !w.on_owner_thread()) {
-            let w = RingWaiter::new(probe().futex_ops).map_err(|errno| SleepError::Io {
-                op: "io_uring_setup",
-                errno,
-            })?;
+            let msg_ring = self.kind == BackendKind::MsgRing;
+            let w =
+                RingWaiter::new(probe().futex_ops, msg_ring).map_err(|errno| SleepError::Io {
+                    op: "io_uring_setup",
+                    errno,
+                })?;
             *slot = Some(Box::new(w));
         }
         Ok(slot.as_mut().expect("just set"))
@@ -303,8 +305,9 @@ impl Sleeper {
             Imp::Ring(slot) => {
                 let moved = slot.as_ref().is_none_or(|w| !w.on_owner_thread());
                 if moved {
-                    // DEFER_TASKRUN rings belong to their creating thread:
-                    // make one here and tell producers where it is. A
+                    // DEFER_TASKRUN rings belong to their creating thread
+                    // (MSG_RING targets, plain rings, are re-made too, so
+                    // both kinds behave alike): make one here and tell producers where it is. A
                     // producer may have read the old ring from our entry
                     // after our waiter bit was set, so return (a spurious
                     // wake): the caller re-announces the sleep, and every

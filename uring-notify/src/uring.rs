@@ -33,7 +33,17 @@ fn errno(e: std::io::Error) -> Errno {
 }
 
 /// A ring set up with `SINGLE_ISSUER | DEFER_TASKRUN` where the kernel has
-/// them (6.1+), plain otherwise.
+/// them (6.1+), plain otherwise: what a receiver waiting for its
+/// `FUTEX_WAIT` completion sleeps in (the completion runs as deferred task
+/// work, in the waiter's own `io_uring_enter`).
+///
+/// Not for `MSG_RING` targets: into a `DEFER_TASKRUN` ring the kernel
+/// cannot post the sender's CQE directly and queues it as task work for the
+/// target thread instead. Measured (`shmcast-bench --quick --only notify`,
+/// six alternating runs): a `MSG_RING` wake-up 1.17–1.18× a bare futex wake
+/// into such a ring, 1.10–1.13× into a plain one ([`msg_ring_target`]);
+/// the other way round for `FUTEX_WAIT`: 1.10–1.12× with the flags,
+/// 1.17–1.19× without.
 pub fn receiver_ring(entries: u32) -> Result<IoUring, Errno> {
     match IoUring::builder()
         .setup_single_issuer()
@@ -46,6 +56,13 @@ pub fn receiver_ring(entries: u32) -> Result<IoUring, Errno> {
             e => Err(e),
         },
     }
+}
+
+/// A ring without `DEFER_TASKRUN`, for receivers woken by `MSG_RING`: a
+/// producer's `MSG_RING` posts its CQE straight into it (see
+/// [`receiver_ring`]).
+pub fn msg_ring_target(entries: u32) -> Result<IoUring, Errno> {
+    IoUring::new(entries).map_err(errno)
 }
 
 /// A receiver's own ring: it sleeps in `io_uring_enter`, woken by a
@@ -92,10 +109,17 @@ impl Drop for RingWaiter {
 
 impl RingWaiter {
     /// A new ring for the calling thread. `futex_op` says whether
-    /// `IORING_OP_FUTEX_WAIT` may be used (kernel 6.7+).
-    pub fn new(futex_op: bool) -> Result<Self, Errno> {
+    /// `IORING_OP_FUTEX_WAIT` may be used (kernel 6.7+); `msg_ring` that
+    /// producers wake it with `MSG_RING` (a plain ring, see
+    /// [`receiver_ring`]).
+    pub fn new(futex_op: bool, msg_ring: bool) -> Result<Self, Errno> {
+        let ring = if msg_ring {
+            msg_ring_target(64)?
+        } else {
+            receiver_ring(64)?
+        };
         let w = RingWaiter {
-            ring: receiver_ring(64)?,
+            ring,
             thread: std::thread::current().id(),
             futex_op,
             armed: None,
@@ -112,7 +136,8 @@ impl RingWaiter {
     }
 
     /// Whether the calling thread is the one that created the ring
-    /// (`DEFER_TASKRUN` rings must be entered by it).
+    /// (`DEFER_TASKRUN` rings must be entered by it; a sleeper re-makes a
+    /// `MSG_RING` target on a new thread as well).
     pub fn on_owner_thread(&self) -> bool {
         std::thread::current().id() == self.thread
     }

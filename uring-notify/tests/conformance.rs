@@ -287,7 +287,7 @@ fn no_lost_wakeups() {
 
 #[test]
 fn receiver_moving_threads_is_still_woken() {
-    // Ring backends re-create their DEFER_TASKRUN ring on the new thread
+    // Ring backends re-create their ring on the new thread
     // (often at the same fd number) and republish; producers must follow.
     each_backend("receiver_moving_threads_is_still_woken", |kind| {
         let ring = ring(Mode::Unicast);
