@@ -191,9 +191,10 @@ impl RingWaiter {
         if word.load(std::sync::atomic::Ordering::Acquire) != expected && !self.futex_op {
             return Ok(());
         }
-        let start = std::time::Instant::now();
+        // No clock read for an untimed sleep (the guard thread bounds it).
+        let start = timeout.map(|t| (std::time::Instant::now(), t));
         loop {
-            let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
+            let left = start.map(|(at, t)| t.saturating_sub(at.elapsed()));
             let r = match left {
                 Some(t) => {
                     // Saturate: the kernel reads the seconds as signed,
@@ -228,7 +229,7 @@ impl RingWaiter {
                     })
                 }
             }
-            if left.is_some_and(|l| l.is_zero() || start.elapsed() >= timeout.unwrap_or_default()) {
+            if start.is_some_and(|(at, t)| at.elapsed() >= t) {
                 return Err(SleepError::Timeout);
             }
         }
