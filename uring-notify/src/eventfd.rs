@@ -30,13 +30,33 @@ pub fn wait(
     timeout: Option<Duration>,
     woken: impl FnOnce() -> bool,
 ) -> Result<(), SleepError> {
+    wait_or_nudged(fd, None, timeout, woken)
+}
+
+/// [`wait`], also ended by a write to `nudge`, a private eventfd of this
+/// process (the wake guard's way to end the sleep; see `guard`), which is
+/// drained when it did.
+pub(crate) fn wait_or_nudged(
+    fd: BorrowedFd<'_>,
+    nudge: Option<BorrowedFd<'_>>,
+    timeout: Option<Duration>,
+    woken: impl FnOnce() -> bool,
+) -> Result<(), SleepError> {
     drain(fd);
     if woken() {
         return Ok(());
     }
     let ts = timeout.map(crate::futex::timespec);
-    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-    match poll(&mut fds, ts.as_ref()) {
+    let mut fds = [
+        PollFd::new(&fd, PollFlags::IN),
+        PollFd::new(nudge.as_ref().unwrap_or(&fd), PollFlags::IN),
+    ];
+    let n = if nudge.is_some() { 2 } else { 1 };
+    let polled = poll(&mut fds[..n], ts.as_ref());
+    if let Some(nudge) = nudge.filter(|_| fds[1].revents().contains(PollFlags::IN)) {
+        drain(nudge);
+    }
+    match polled {
         Ok(0) => return Err(SleepError::Timeout),
         Ok(_) => {}
         Err(Errno::INTR) => return Ok(()),

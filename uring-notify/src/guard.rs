@@ -8,8 +8,9 @@
 //! timer's reprogramming on a VM whose idle CPU had it as its next event).
 //! So a sleeper without a caller's timeout of its own sleeps without one,
 //! under a *watch* kept here: a way to wake it (a `FUTEX_WAKE` of its word
-//! and bitset; eventfd sleepers, whose fd a peer can make blocking, keep
-//! the timeout) and a sleep counter that is odd while it sleeps.
+//! and bitset, or a write to the eventfd sleeper's private eventfd; never
+//! the channel's eventfd, which a peer can make blocking) and a sleep
+//! counter that is odd while it sleeps.
 //!
 //! A sleeper registers its watch once (a lock, a box, a clone of the ring)
 //! and then pays two uncontended atomic increments a sleep. A first version

@@ -28,9 +28,8 @@
 //! Every sleep ends after at most [`WAKE_GUARD`] (or the receiver's own
 //! guard), so a relay that never happens — its receiver killed first, a
 //! hostile peer that took it — makes a message late by at most that. One
-//! thread per process enforces the guard for futex-woken sleepers (no timer
-//! per sleep; see the `guard` module's source for why and what it
-//! measured); eventfd sleepers keep a timeout.
+//! thread per process enforces the guard (no timer per sleep; see the
+//! `guard` module's source for why and what it measured).
 //!
 //! Facts that shaped this (measured on kernel 6.18, 2-vCPU VM, DESIGN.md):
 //! a cross-CPU wake costs ~6–7 µs whatever the primitive, so the

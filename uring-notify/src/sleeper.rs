@@ -15,7 +15,9 @@ use crate::{eventfd, futex, guard, probe, BackendKind, SleepError, Unsupported};
 enum Imp {
     Futex,
     Ring(Option<Box<RingWaiter>>),
-    Eventfd(Arc<[OwnedFd]>),
+    /// The channel's eventfd table, and a private eventfd the guard thread
+    /// writes to end a sleep (made at the first guarded sleep).
+    Eventfd(Arc<[OwnedFd]>, Option<Arc<OwnedFd>>),
 }
 
 /// The longest a receiver sleeps in one go before it looks at the ring
@@ -77,7 +79,7 @@ impl Sleeper {
         let imp = match kind {
             BackendKind::Futex => Imp::Futex,
             BackendKind::UringFutex | BackendKind::MsgRing => Imp::Ring(None),
-            BackendKind::Eventfd => Imp::Eventfd(eventfds.expect("checked by probe")),
+            BackendKind::Eventfd => Imp::Eventfd(eventfds.expect("checked by probe"), None),
         };
         Ok(Sleeper {
             kind,
@@ -252,19 +254,30 @@ impl Sleeper {
     /// How the guard thread wakes this sleeper: a `FUTEX_WAKE` of its word
     /// with its bitset (which also completes an io_uring `FUTEX_WAIT` armed
     /// on it). `None` where that does not reach it: a `MSG_RING` sleeper
-    /// without io_uring futex ops waits on its ring alone, and an eventfd
-    /// sleeper on its eventfd, which the guard thread must not write: every
-    /// peer shares that fd's open file description, so a peer can clear its
-    /// `O_NONBLOCK` and fill its counter, and the write would block the
-    /// guard thread (and through its lock every guarded sleep) for good.
+    /// without io_uring futex ops waits on its ring alone. An eventfd
+    /// sleeper polls its channel eventfd and a private one, which the guard
+    /// thread writes: not the channel's, which every peer shares (one open
+    /// file description), so a peer could clear its `O_NONBLOCK` and fill
+    /// its counter, and the write would block the guard thread (and through
+    /// its lock every guarded sleep) for good.
     fn nudge<R: Regions + Clone + Send + 'static>(
-        &self,
+        &mut self,
         ring: &Ring<R>,
         id: SubscriberId,
         token: &WaitToken<'_>,
     ) -> Option<guard::Nudge> {
-        match &self.imp {
-            Imp::Eventfd(fds) if fds.get(id.index()).is_some() => None,
+        match &mut self.imp {
+            Imp::Eventfd(fds, private) if fds.get(id.index()).is_some() => {
+                if private.is_none() {
+                    *private = Some(Arc::new(eventfd::create().ok()?));
+                }
+                let fd = private.clone()?;
+                Some(Box::new(move || {
+                    // Non-blocking, and ours alone: a full counter is an
+                    // EAGAIN (ignored: the sleeper is being woken anyway).
+                    let _ = eventfd::signal(&*fd);
+                }))
+            }
             Imp::Ring(_) if self.kind == BackendKind::MsgRing && !probe().futex_ops => None,
             _ => {
                 let ring = ring.clone();
@@ -298,8 +311,13 @@ impl Sleeper {
         let word: &AtomicU32 = token.word();
         match &mut self.imp {
             Imp::Futex => futex::wait(word, token.expected(), bitset, timeout),
-            Imp::Eventfd(fds) => match fds.get(id.index()) {
-                Some(fd) => eventfd::wait(fd.as_fd(), timeout, || token.is_woken()),
+            Imp::Eventfd(fds, nudge) => match fds.get(id.index()) {
+                Some(fd) => eventfd::wait_or_nudged(
+                    fd.as_fd(),
+                    nudge.as_deref().map(|n| n.as_fd()),
+                    timeout,
+                    || token.is_woken(),
+                ),
                 None => futex::wait(word, token.expected(), bitset, timeout),
             },
             Imp::Ring(slot) => {
