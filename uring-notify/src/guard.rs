@@ -37,11 +37,14 @@
 //! the thread is woken only from its parked state.
 //!
 //! `fork`: the child has no guard thread. A `pthread_atfork` child handler
-//! sets `FORKED`, and the child's first guarded sleep starts a new thread,
-//! which also keeps the watches the child inherited, its own and those of
-//! the parent's other threads (spurious wake-ups for the parent's
-//! receivers, every guard). A child forked while another thread held the
-//! lock never gets it: its sleeps fall back to the timeout.
+//! bumps the fork epoch and sets `FORKED`. A sleeper registered before the
+//! fork registers again at its first sleep in the child (its watch is keyed
+//! by the epoch; an eventfd sleeper also makes a new private eventfd, the
+//! old one's open file description being shared with the parent), and
+//! that registration starts a new thread and drops every watch inherited
+//! from the parent: its own old one, and those of the parent's other
+//! threads, which did not survive the fork. A child forked while another
+//! thread held the lock never gets it: its sleeps fall back to the timeout.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicU32;
@@ -61,6 +64,8 @@ struct Mark {
     sleeps: AtomicU64,
     /// The ticket was dropped: the thread forgets the watch.
     withdrawn: AtomicBool,
+    /// The fork epoch the watch was registered in.
+    epoch: u64,
 }
 
 struct Watch {
@@ -92,6 +97,16 @@ const PARKED: u32 = 1;
 /// Set in a forked child: no guard thread runs there yet.
 const FORKED: u32 = 2;
 static FLAGS: AtomicU32 = AtomicU32::new(0);
+/// Forks this process has gone through (counted in the child).
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// The fork epoch: a watch registered in an earlier one was inherited
+/// across a `fork` and is registered again.
+pub(crate) fn epoch() -> u64 {
+    // ORDERING: Relaxed; the handler's write is made before any other code
+    // runs in the child, by the one thread there.
+    EPOCH.load(Relaxed)
+}
 
 /// The longest the thread stays up with no watched sleeper asleep.
 const IDLE: Duration = Duration::from_secs(1);
@@ -116,7 +131,8 @@ fn try_lock() -> Option<MutexGuard<'static, State>> {
 }
 
 extern "C" fn forked_child() {
-    // Async-signal-safe: one lock-free atomic operation.
+    // Async-signal-safe: lock-free atomic operations only.
+    EPOCH.fetch_add(1, SeqCst);
     FLAGS.fetch_or(FORKED, SeqCst);
 }
 
@@ -156,6 +172,10 @@ fn ensure_running(st: &mut State) -> bool {
             return false;
         }
         st.generation = generation;
+        // Watches inherited across a fork: their sleepers register again
+        // (or did not survive it).
+        let now = epoch();
+        st.watches.retain(|w| w.mark.epoch == now);
     } else if flags & PARKED != 0 {
         WAKE.notify_all();
     }
@@ -173,6 +193,11 @@ impl Drop for Ticket {
         self.0.withdrawn.store(true, Relaxed);
         if let Some(mut st) = try_lock() {
             st.watches.retain(|w| !Arc::ptr_eq(&w.mark, &self.0));
+        } else {
+            // A parked thread would keep the watch (and the ring clone in
+            // its nudge) until the next sleep: have it look once.
+            FLAGS.fetch_and(!PARKED, SeqCst);
+            WAKE.notify_all();
         }
     }
 }
@@ -217,7 +242,10 @@ pub(crate) fn watch(every: Duration, nudge: Nudge) -> Option<Ticket> {
     if !ensure_running(&mut st) {
         return None;
     }
-    let mark = Arc::new(Mark::default());
+    let mark = Arc::new(Mark {
+        epoch: epoch(),
+        ..Mark::default()
+    });
     st.watches.push(Watch {
         mark: mark.clone(),
         every,
@@ -225,6 +253,11 @@ pub(crate) fn watch(every: Duration, nudge: Nudge) -> Option<Ticket> {
         seen: 0,
         nudge,
     });
+    drop(st);
+    // A running thread may be waiting for a later look than this watch
+    // needs (another watch's longer guard): have it plan again. Once per
+    // sleeper, not per sleep.
+    WAKE.notify_all();
     Some(Ticket(mark))
 }
 
@@ -245,7 +278,10 @@ fn run(generation: u64) {
                 // Odd and unchanged since the last look, half a guard ago:
                 // this sleep began before that look.
                 if sleeps & 1 == 1 && sleeps == w.seen {
-                    (w.nudge)();
+                    // A nudge that panicked must not end the thread (every
+                    // later sleep would go unguarded); none is known to.
+                    let nudge = &w.nudge;
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(nudge));
                 }
                 w.seen = sleeps;
                 w.next = now + w.every / 2;

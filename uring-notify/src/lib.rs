@@ -29,7 +29,9 @@
 //! guard), so a relay that never happens — its receiver killed first, a
 //! hostile peer that took it — makes a message late by at most that. One
 //! thread per process enforces the guard (no timer per sleep; see the
-//! `guard` module's source for why and what it measured).
+//! `guard` module's source for why and what it measured), except for
+//! `MSG_RING` sleepers on kernels without io_uring futex ops, which nothing
+//! but their ring reaches: they sleep with a timeout.
 //!
 //! Facts that shaped this (measured on kernel 6.18, 2-vCPU VM, DESIGN.md):
 //! a cross-CPU wake costs ~6–7 µs whatever the primitive, so the

@@ -68,8 +68,9 @@ pub struct Sleeper {
 
 /// What a watch wakes and how often: the futex word's address (kept
 /// mapped by the ring clone the watch holds, so no other word can take
-/// it), the bitset and the guard.
-type WatchKey = (usize, u32, Duration);
+/// it), the bitset and the guard; and the fork epoch it was registered in
+/// (a sleeper inherited across `fork` registers again in the child).
+type WatchKey = (usize, u32, Duration, u64);
 
 impl Sleeper {
     /// A sleeper of `kind`. `eventfds` is the channel's eventfd table (one
@@ -169,6 +170,12 @@ impl Sleeper {
     /// never forever.
     /// Broadcast sleepers also perform a pending relay on their way out
     /// (see [`Waker::wake`](crate::Waker::wake)).
+    ///
+    /// One sleeper serves one receiver of one ring: for another ring, make
+    /// another sleeper. The guard thread keeps a clone of `ring` for as
+    /// long as the sleeper lives (to wake it); with regions that do not own
+    /// their memory ([`shmcast_core::RawRegions`]), that memory must
+    /// outlive the sleeper.
     pub fn sleep<R: Regions + Clone + Send + 'static>(
         &mut self,
         ring: &Ring<R>,
@@ -241,10 +248,19 @@ impl Sleeper {
             word.map_or(0, |w| w as *const AtomicU32 as usize),
             futex_bitset(token, id),
             self.guard,
+            guard::epoch(),
         );
         match self.watch.take() {
             Some((k, ticket)) if k == key => Some((k, ticket)),
-            _ => {
+            old => {
+                if let (Some(((.., epoch), _)), Imp::Eventfd(_, private)) = (&old, &mut self.imp) {
+                    if *epoch != key.3 {
+                        // Forked: the private eventfd's open file
+                        // description is the parent's too.
+                        *private = None;
+                    }
+                }
+                drop(old);
                 let nudge = self.nudge(ring, id, token)?;
                 guard::watch(self.guard, nudge).map(|t| (key, t))
             }
@@ -325,11 +341,12 @@ impl Sleeper {
                 if moved {
                     // DEFER_TASKRUN rings belong to their creating thread
                     // (MSG_RING targets, plain rings, are re-made too, so
-                    // both kinds behave alike): make one here and tell producers where it is. A
-                    // producer may have read the old ring from our entry
-                    // after our waiter bit was set, so return (a spurious
-                    // wake): the caller re-announces the sleep, and every
-                    // wake from then on reads the new entry.
+                    // both kinds behave alike): make one here and tell
+                    // producers where it is. A producer may have read the
+                    // old ring from our entry after our waiter bit was set,
+                    // so return (a spurious wake): the caller re-announces
+                    // the sleep, and every wake from then on reads the new
+                    // entry.
                     self.publish(ring, id)?;
                     return Ok(());
                 }

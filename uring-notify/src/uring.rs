@@ -72,8 +72,10 @@ pub struct RingWaiter {
     ring: IoUring,
     thread: ThreadId,
     futex_op: bool,
-    /// The word our FUTEX_WAIT SQE is armed on, if one is in flight.
-    armed: Option<usize>,
+    /// The word and bitset our FUTEX_WAIT SQE is armed with, if one is in
+    /// flight (another bitset arms anew: the guard thread's wake, sent with
+    /// the new one, would not complete the old).
+    armed: Option<(usize, u32)>,
 }
 
 impl std::fmt::Debug for RingWaiter {
@@ -170,7 +172,8 @@ impl RingWaiter {
         bitset: u32,
         timeout: Option<Duration>,
     ) -> Result<(), SleepError> {
-        if self.futex_op && self.armed != Some(word.as_ptr() as usize) {
+        let arm = (word.as_ptr() as usize, bitset);
+        if self.futex_op && self.armed != Some(arm) {
             let sqe = Self::futex_wait_sqe(word, expected, bitset, FUTEX_TAG);
             // The SQE points at `word`, a futex word in a shared mapping. The
             // kernel reads it once, when the request starts (to compare it
@@ -184,7 +187,7 @@ impl RingWaiter {
                 op: "io_uring SQ push",
                 errno: Errno::BUSY,
             })?;
-            self.armed = Some(word.as_ptr() as usize);
+            self.armed = Some(arm);
         }
         // Re-check after arming: a wake between the caller's check and the
         // arm would otherwise be slept through by a MSG_RING-only waiter.
