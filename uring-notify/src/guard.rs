@@ -37,13 +37,12 @@
 //! the thread is woken only from its parked state.
 //!
 //! `fork`: the child has no guard thread. A `pthread_atfork` child handler
-//! bumps the fork epoch and sets `FORKED`. A sleeper registered before the
-//! fork registers again at its first sleep in the child (its watch is keyed
-//! by the epoch; an eventfd sleeper also makes a new private eventfd, the
-//! old one's open file description being shared with the parent), and
-//! that registration starts a new thread and drops every watch inherited
-//! from the parent: its own old one, and those of the parent's other
-//! threads, which did not survive the fork. A child forked while another
+//! bumps the fork epoch and sets `FORKED`. A sleeper made before the fork
+//! sees the new epoch at its first sleep in the child and registers again
+//! (with a new io_uring ring or private eventfd: see `Sleeper::forked`),
+//! which starts a new thread and drops every watch inherited from the
+//! parent: its own old one, and those of the parent's other threads, which
+//! did not survive the fork. A child forked while another
 //! thread held the lock never gets it: its sleeps fall back to the timeout.
 
 use std::sync::atomic::AtomicBool;

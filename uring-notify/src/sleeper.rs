@@ -64,13 +64,15 @@ pub struct Sleeper {
     /// guarded sleep, and again when what it wakes (word, bitset) or the
     /// guard changes.
     watch: Option<(WatchKey, guard::Ticket)>,
+    /// The fork epoch its io_uring ring, private eventfd and watch belong
+    /// to (see [`Sleeper::forked`]).
+    epoch: u64,
 }
 
 /// What a watch wakes and how often: the futex word's address (kept
 /// mapped by the ring clone the watch holds, so no other word can take
-/// it), the bitset and the guard; and the fork epoch it was registered in
-/// (a sleeper inherited across `fork` registers again in the child).
-type WatchKey = (usize, u32, Duration, u64);
+/// it), the bitset and the guard.
+type WatchKey = (usize, u32, Duration);
 
 impl Sleeper {
     /// A sleeper of `kind`. `eventfds` is the channel's eventfd table (one
@@ -87,6 +89,7 @@ impl Sleeper {
             imp,
             guard: WAKE_GUARD,
             watch: None,
+            epoch: guard::epoch(),
         })
     }
 
@@ -184,6 +187,9 @@ impl Sleeper {
         timeout: Option<Duration>,
     ) -> Result<(), SleepError> {
         use std::sync::atomic::Ordering::Relaxed;
+        if guard::epoch() != self.epoch {
+            self.forked();
+        }
         let guard = self.guard;
         // The guard: a caller's timeout no longer than it bounds the sleep
         // by itself; otherwise the process's guard thread watches it (no
@@ -229,6 +235,22 @@ impl Sleeper {
         }
     }
 
+    /// First sleep in a child forked since the last one: what this sleeper
+    /// had is the parent's too. Its io_uring ring and private eventfd are
+    /// one open file description with the parent's (a `SINGLE_ISSUER` ring
+    /// even refuses the child's submissions), and its watch belongs to a
+    /// guard thread that did not survive the fork. Make new ones (a new
+    /// ring is published at the next sleep).
+    fn forked(&mut self) {
+        self.epoch = guard::epoch();
+        self.watch = None;
+        match &mut self.imp {
+            Imp::Ring(slot) => *slot = None,
+            Imp::Eventfd(_, private) => *private = None,
+            Imp::Futex => {}
+        }
+    }
+
     /// This sleeper's watch for a sleep on `token`, taken out of `self`:
     /// the one registered before if it wakes the same word with the same
     /// bitset every guard, a new one otherwise. `None` where the guard
@@ -248,19 +270,10 @@ impl Sleeper {
             word.map_or(0, |w| w as *const AtomicU32 as usize),
             futex_bitset(token, id),
             self.guard,
-            guard::epoch(),
         );
         match self.watch.take() {
             Some((k, ticket)) if k == key => Some((k, ticket)),
-            old => {
-                if let (Some(((.., epoch), _)), Imp::Eventfd(_, private)) = (&old, &mut self.imp) {
-                    if *epoch != key.3 {
-                        // Forked: the private eventfd's open file
-                        // description is the parent's too.
-                        *private = None;
-                    }
-                }
-                drop(old);
+            _ => {
                 let nudge = self.nudge(ring, id, token)?;
                 guard::watch(self.guard, nudge).map(|t| (key, t))
             }
