@@ -47,9 +47,10 @@ fn in_child_after_fork(kind: BackendKind) -> i32 {
     // In the parent: registers the watch and starts the guard thread.
     let (r, took) = sleep();
     assert_eq!(r, Ok(()), "{kind} in the parent: {took:?}");
-    // SAFETY: the child runs only this thread's code (sleeps, which may
-    // start a thread, allocate and make fds: glibc's malloc is fork-safe)
-    // and leaves with _exit, never returning into the test harness.
+    // The child runs only this thread's code (sleeps, which may start a
+    // thread, allocate and make fds: glibc's malloc is fork-safe) and
+    // leaves with _exit, never returning into the test harness.
+    // SAFETY: see above; the child has this thread only, until _exit.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
