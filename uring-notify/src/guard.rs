@@ -42,8 +42,8 @@
 //! (with a new io_uring ring or private eventfd: see `Sleeper::forked`),
 //! which starts a new thread and drops every watch inherited from the
 //! parent: its own old one, and those of the parent's other threads, which
-//! did not survive the fork. A child forked while another
-//! thread held the lock never gets it: its sleeps fall back to the timeout.
+//! did not survive the fork. A child forked while another thread held the
+//! lock never gets it: its sleeps fall back to the timeout.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicU32;
@@ -142,8 +142,8 @@ fn fork_handler() -> bool {
     static ONCE: Once = Once::new();
     static OK: AtomicBool = AtomicBool::new(false);
     ONCE.call_once(|| {
-        // SAFETY: registers a handler that only does an atomic RMW, which
-        // is allowed in a forked child of a multi-threaded process.
+        // SAFETY: registers a handler that only does atomic RMWs, which
+        // are allowed in a forked child of a multi-threaded process.
         let rc = unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
         OK.store(rc == 0, Relaxed);
     });
