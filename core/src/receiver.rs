@@ -18,6 +18,10 @@ use crate::sync::atomic::{fence, Ordering::*};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MessageInfo {
     /// The message id: its position in the ring (unique, increasing).
+    /// Positions are `u64` and wrap: 2^64 messages never happen, but a peer
+    /// that writes the shared tail or head can move them to just below
+    /// `u64::MAX`, and the next id is then 0. Compare ids with
+    /// `wrapping_sub`.
     pub id: u64,
     /// Bytes delivered into the caller's buffer.
     pub len: usize,

@@ -53,3 +53,33 @@ fn waiter_bits_past_the_table_wake_nobody() {
         assert!(ring.is_closed());
     }
 }
+
+/// `hostile_writer`: a peer moved the shared positions to just below
+/// `u64::MAX`, and a batch then delivered ids `u64::MAX` and `0` in that
+/// order. The ring is right (positions wrap, and all its arithmetic is
+/// wrapping); the fuzz target's check that ids increase was not, and now
+/// compares them wrapping. This pins the ring's side: sends and receives
+/// run through the wrap in order, payloads intact.
+#[test]
+fn positions_run_through_the_u64_wrap_in_order() {
+    use shmcast_core::{MessageInfo, Regions};
+    use std::sync::atomic::Ordering::Relaxed;
+
+    let config = Config::new(Mode::Unicast).capacity(4).max_message(8);
+    let ring = HeapRing::new(&config).unwrap();
+    let start = u64::MAX - 1;
+    ring.regions().header().tail.store(start, Relaxed);
+    ring.regions().header().head.store(start, Relaxed);
+    let tx = ring.producer().unwrap();
+    let rx = ring.receiver().unwrap();
+    assert_eq!(tx.try_send_batch(&[b"one", b"two", b"three"]), Ok(3));
+    let mut buf = [0u8; 32];
+    let mut infos = [MessageInfo::default(); 4];
+    assert_eq!(rx.try_recv_batch(&mut buf, &mut infos), Ok(3));
+    let ids: Vec<u64> = infos[..3].iter().map(|i| i.id).collect();
+    assert_eq!(ids, [u64::MAX - 1, u64::MAX, 0]);
+    assert_eq!(&buf[..11], b"onetwothree");
+    assert_eq!(tx.try_send(b"four"), Ok(1));
+    let info = rx.try_recv(&mut buf).unwrap();
+    assert_eq!((info.id, &buf[..info.len]), (1, &b"four"[..]));
+}
