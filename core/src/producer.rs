@@ -17,7 +17,7 @@ use core::cell::Cell;
 use core::fmt;
 
 use crate::error::TrySendError;
-use crate::layout::SLOT_FLAG_SKIP;
+use crate::layout::{SlotHeader, SLOT_FLAG_SKIP};
 use crate::mode::Mode;
 use crate::ring::{Ring, Role, SubscriberId};
 use crate::storage::Regions;
@@ -118,11 +118,13 @@ impl<R: Regions> Producer<R> {
         self.check_len(data.len())?;
         let target = self.check_target(env.target)?;
         let pos = self.claim(1)?;
-        let slot = self.ring.geo.slot_of(pos);
+        let index = self.ring.geo.slot_of(pos);
         // SAFETY: we own `pos` (claimed, unpublished) and len <= max_message
         // <= payload_room (checked above).
-        unsafe { self.ring.regions.write_payload(slot, 0, data) };
-        self.publish(pos, data.len() as u32, target, env.tag, 0);
+        unsafe { self.ring.regions.write_payload(index, 0, data) };
+        let slot = self.ring.regions.slot(index);
+        self.write_header(slot, data.len() as u32, target, env.tag, 0);
+        publish_seq(slot, pos);
         self.end_claim(1);
         Ok(pos)
     }
@@ -150,17 +152,19 @@ impl<R: Regions> Producer<R> {
         let two_pass = self.ring.geo.slot_stride() > 64;
         for (i, m) in msgs[..k as usize].iter().enumerate() {
             let pos = first.wrapping_add(i as u64);
-            let slot = self.ring.geo.slot_of(pos);
+            let index = self.ring.geo.slot_of(pos);
             // SAFETY: as in try_send_with: `pos` is one of ours, length checked.
-            unsafe { self.ring.regions.write_payload(slot, 0, m) };
-            self.write_header(pos, m.len() as u32, 0, 0, 0);
+            unsafe { self.ring.regions.write_payload(index, 0, m) };
+            let slot = self.ring.regions.slot(index);
+            self.write_header(slot, m.len() as u32, 0, 0, 0);
             if !two_pass {
-                self.publish_seq(pos);
+                publish_seq(slot, pos);
             }
         }
         if two_pass {
             for i in 0..k {
-                self.publish_seq(first.wrapping_add(i));
+                let pos = first.wrapping_add(i);
+                publish_seq(self.ring.regions.slot(self.ring.geo.slot_of(pos)), pos);
             }
         }
         self.end_claim(k);
@@ -341,31 +345,31 @@ impl<R: Regions> Producer<R> {
     }
 
     fn publish(&self, pos: u64, len: u32, target: u32, tag: u64, flags: u32) {
-        self.write_header(pos, len, target, tag, flags);
-        self.publish_seq(pos);
+        let slot = self.ring.regions.slot(self.ring.geo.slot_of(pos));
+        self.write_header(slot, len, target, tag, flags);
+        publish_seq(slot, pos);
     }
 
-    /// The header fields of our claimed slot at `pos` (Relaxed: published by
-    /// the `seq` store that follows).
+    /// The header fields of `slot`, ours (claimed, unpublished) (Relaxed:
+    /// published by the `seq` store that follows).
     #[inline]
-    fn write_header(&self, pos: u64, len: u32, target: u32, tag: u64, flags: u32) {
-        let slot = self.ring.regions.slot(self.ring.geo.slot_of(pos));
+    fn write_header(&self, slot: &SlotHeader, len: u32, target: u32, tag: u64, flags: u32) {
         slot.len.store(len, Relaxed);
         slot.sender.store(self.joined.id.0, Relaxed);
         slot.target.store(target, Relaxed);
         slot.flags.store(flags, Relaxed);
         slot.tag.store(tag, Relaxed);
     }
+}
 
-    /// Publish position `pos`, whose payload and header are written.
-    #[inline]
-    fn publish_seq(&self, pos: u64) {
-        let slot = self.ring.regions.slot(self.ring.geo.slot_of(pos));
-        // ORDERING(publish): Release; pairs with the Acquire load of
-        // slot.seq in receivers (mode::*), making the payload and the header
-        // fields written before it visible to whoever sees seq == pos + 1.
-        slot.seq.store(pos.wrapping_add(1), Release);
-    }
+/// Publish position `pos` in `slot`, its slot, whose payload and header are
+/// written.
+#[inline]
+fn publish_seq(slot: &SlotHeader, pos: u64) {
+    // ORDERING(publish): Release; pairs with the Acquire load of
+    // slot.seq in receivers (mode::*), making the payload and the header
+    // fields written before it visible to whoever sees seq == pos + 1.
+    slot.seq.store(pos.wrapping_add(1), Release);
 }
 
 /// A claimed slot, written in place and then committed (zero-copy send).
