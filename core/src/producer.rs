@@ -350,8 +350,8 @@ impl<R: Regions> Producer<R> {
         publish_seq(slot, pos);
     }
 
-    /// The header fields of `slot`, ours (claimed, unpublished) (Relaxed:
-    /// published by the `seq` store that follows).
+    /// Write the header fields of `slot`, which we claimed and have not
+    /// published (Relaxed: the `seq` store that follows publishes them).
     #[inline]
     fn write_header(&self, slot: &SlotHeader, len: u32, target: u32, tag: u64, flags: u32) {
         slot.len.store(len, Relaxed);
@@ -362,7 +362,7 @@ impl<R: Regions> Producer<R> {
     }
 }
 
-/// Publish position `pos` in `slot`, its slot, whose payload and header are
+/// Publish position `pos`, whose slot `slot` has its payload and header
 /// written.
 #[inline]
 fn publish_seq(slot: &SlotHeader, pos: u64) {
