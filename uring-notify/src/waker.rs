@@ -172,7 +172,10 @@ impl Waker {
             return Ok(());
         }
         // One futex sleeper on its own word (unicast, multicast): one
-        // FUTEX_WAKE, none of the bookkeeping below (its vectors allocate).
+        // FUTEX_WAKE and none of the bookkeeping below. Measured against the
+        // general path (`--quick --only notify`, 8 alternating runs on a
+        // quiet host): futex wake-up 1.05-1.06x a bare futex wake against
+        // 1.06-1.09x, uring-futex 1.10-1.11x against 1.11-1.14x.
         if !set.is_broadcast() && set.len() == 1 {
             if let Some(id) = set.receivers().next() {
                 if let (_, BackendKind::Futex | BackendKind::UringFutex) = backend(ring, id) {
@@ -202,7 +205,6 @@ impl Waker {
         let mut queued = false;
         for id in set.receivers() {
             self.stats.woken += 1;
-            let entry = ring.regions().entry(id.index());
             let (backend_word, kind) = backend(ring, id);
             let mut by_futex = kind.woken_by_futex();
             match kind {
@@ -229,7 +231,7 @@ impl Waker {
                     }
                 }
                 BackendKind::MsgRing => {
-                    let info = entry.notify_info.load(Relaxed);
+                    let info = ring.regions().entry(id.index()).notify_info.load(Relaxed);
                     // Cache key: the info and the backend word's serial.
                     let key = info ^ (u64::from(backend_word) << 40);
                     // The cache keeps the fd open until the next wake of this
@@ -283,7 +285,12 @@ impl Waker {
         // hostile peer's waiter can still take it: `watch_relay` performs
         // a relay left untaken, and the sleepers' guard bounds the rest.
         let all_futex_mask = futex_mask;
-        let all_futex_words = futex_words.clone();
+        // Kept only for a failed submit's fallback (no copy otherwise).
+        let all_futex_words = if queued {
+            futex_words.clone()
+        } else {
+            Vec::new()
+        };
         let mut futex_n_wake = i32::MAX as u32;
         if relayable && futex_n > RELAY_ABOVE {
             ring.offer_relay(futex_mask);
