@@ -222,6 +222,68 @@ mod wide {
     }
 }
 
+/// Ask the CPU to bring the cache line holding `p` into this core's cache
+/// in a writable state (x86-64 `PREFETCHW`, where the CPU has it; nothing
+/// elsewhere). A hint only: `p` need not point anywhere valid, and no
+/// memory is read or written, so it cannot race with a peer.
+#[inline]
+pub(crate) fn prefetch_for_write(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(miri), not(fuzzing)))]
+    if prefetchw::usable() {
+        // SAFETY: PREFETCHW never faults, whatever the address, and
+        // changes no register, flag or memory contents, only where the
+        // line is cached; the CPU has it (checked above).
+        unsafe {
+            core::arch::asm!(
+                "prefetchw [{}]",
+                in(reg) p,
+                options(nostack, preserves_flags, readonly)
+            )
+        };
+    }
+    let _ = p;
+}
+
+/// Whether the CPU has `PREFETCHW` (checked once).
+#[cfg(all(target_arch = "x86_64", not(miri), not(fuzzing)))]
+mod prefetchw {
+    use crate::sync::atomic::Ordering::Relaxed;
+    use crate::sync::raw::AtomicU8;
+
+    /// 0 = not checked yet, 1 = no, 2 = yes.
+    static PRFCHW: AtomicU8 = AtomicU8::new(0);
+
+    #[inline]
+    pub(super) fn usable() -> bool {
+        // Relaxed: every thread that checks computes the same answer.
+        match PRFCHW.load(Relaxed) {
+            2 => true,
+            1 => false,
+            _ => {
+                let yes = detect();
+                PRFCHW.store(if yes { 2 } else { 1 }, Relaxed);
+                yes
+            }
+        }
+    }
+
+    #[cold]
+    fn detect() -> bool {
+        // `__cpuid` is safe from Rust 1.87; our MSRV needs the block.
+        #[allow(unused_unsafe)]
+        // SAFETY: every x86-64 CPU has `cpuid` and its extended leaf 0.
+        let max = unsafe { core::arch::x86_64::__cpuid(0x8000_0000) }.eax;
+        if max < 0x8000_0001 {
+            return false;
+        }
+        #[allow(unused_unsafe)]
+        // SAFETY: leaf 0x8000_0001 exists (checked above).
+        let ext = unsafe { core::arch::x86_64::__cpuid(0x8000_0001) };
+        // ECX bit 8: PRFCHW (3DNowPrefetch), which includes PREFETCHW.
+        ext.ecx & (1 << 8) != 0
+    }
+}
+
 /// Copy the whole 64-byte blocks of `len` bytes from `src` to `dst`;
 /// returns how many bytes were copied (0 where there is no wide loop).
 ///
@@ -418,6 +480,25 @@ unsafe fn load_bytes_general(base: *const u8, offset: usize, dst: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `PREFETCHW` is used exactly where the CPU has it, and as a hint it
+    /// is harmless at any address, mapped or not.
+    #[cfg(all(target_arch = "x86_64", not(miri), not(fuzzing)))]
+    #[test]
+    fn prefetch_for_write_is_a_hint() {
+        extern crate std;
+        // Linux names the CPUID bit (PRFCHW) `3dnowprefetch`.
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+        let flags = cpuinfo.lines().find(|l| l.starts_with("flags")).unwrap();
+        let listed = flags.split_whitespace().any(|f| f == "3dnowprefetch");
+        assert_eq!(prefetchw::usable(), listed);
+        let mut line = [0u8; 64];
+        prefetch_for_write(line.as_ptr());
+        prefetch_for_write(core::ptr::null());
+        prefetch_for_write(usize::MAX as *const u8);
+        line[0] = 1;
+        assert_eq!(line[0], 1);
+    }
 
     /// Both wide loops, whichever one `copy_blocks` picks on this machine.
     #[cfg(all(

@@ -17,13 +17,19 @@ use core::cell::Cell;
 use core::fmt;
 
 use crate::error::TrySendError;
-use crate::layout::{SlotHeader, SLOT_FLAG_SKIP};
+#[cfg(not(loom))]
+use crate::copy::prefetch_for_write;
+use crate::layout::{SlotHeader, SLOT_FLAG_SKIP, SLOT_HEADER_SIZE};
 use crate::mode::Mode;
 use crate::ring::{Ring, Role, SubscriberId};
 use crate::storage::Regions;
 use crate::subscribers::{Joined, Laggard};
 use crate::sync::atomic::Ordering::*;
 use crate::wake::WakeSet;
+
+/// Under loom there is no cache to warm.
+#[cfg(loom)]
+fn prefetch_for_write(_: *const u8) {}
 
 /// Bound on the claim loop (CAS attempts, refreshes included).
 const MAX_CLAIM_ATTEMPTS: u32 = 1 << 16;
@@ -125,6 +131,7 @@ impl<R: Regions> Producer<R> {
         let slot = self.ring.regions.slot(index);
         self.write_header(slot, data.len() as u32, target, env.tag, 0);
         publish_seq(slot, pos);
+        self.warm_next_slot(pos, data.len());
         self.end_claim(1);
         Ok(pos)
     }
@@ -337,6 +344,31 @@ impl<R: Regions> Producer<R> {
         Err(TrySendError::Full)
     }
 
+    /// After publishing a `len`-byte message at `pos` that spans two cache
+    /// lines (header and payload up to 128 bytes): fetch for writing the
+    /// second line of the next position's slot, so that the next send
+    /// finds it in this core's cache instead of waiting, between its
+    /// payload stores and its `seq` store, for the receiver's core to give
+    /// it up (the receiver read it a lap ago). The first line is left
+    /// alone: a receiver that has caught up spins on its `seq` word.
+    ///
+    /// Measured (`shmcast-bench --quick --only latency --sizes 64`, builds
+    /// alternating, three sets of 8–18 runs): busy-poll one-way latency at
+    /// 64 B went from 1.12–1.57x the raw floor (set medians 1.30–1.36) to
+    /// 0.95–1.36x (set medians 1.17–1.23). Fetching every line of
+    /// longer messages also helped their ping-pong (1 KiB: ~1.0 -> ~0.87x)
+    /// but made back-to-back sends of 256 B messages 6–15 % slower a
+    /// message (a prefetch that the next send's stores follow at once buys
+    /// nothing and costs a miss buffer), so only two-line messages do it.
+    #[inline]
+    fn warm_next_slot(&self, pos: u64, len: usize) {
+        if (SLOT_HEADER_SIZE + len).div_ceil(64) != 2 {
+            return;
+        }
+        let next = self.ring.regions.slot(self.ring.geo.slot_of(pos.wrapping_add(1)));
+        prefetch_for_write((next as *const SlotHeader).cast::<u8>().wrapping_add(64));
+    }
+
     fn end_claim(&self, k: u64) {
         let entry = self.ring.regions.entry(self.joined.id.index());
         let sent = self.sent.get().wrapping_add(k);
@@ -466,6 +498,7 @@ impl<R: Regions> SendSlot<'_, R> {
         self.done = true;
         self.producer
             .publish(self.pos, self.len as u32, self.target, self.tag, 0);
+        self.producer.warm_next_slot(self.pos, self.len);
         self.producer.end_claim(1);
         self.pos
     }

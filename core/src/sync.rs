@@ -46,14 +46,9 @@ pub(crate) use imp::*;
 #[cfg(not(loom))]
 pub(crate) mod raw {
     pub(crate) use core::sync::atomic::AtomicU64;
-    /// For the copy module's cached CPU-feature check (only where its wide
-    /// loops exist).
-    #[cfg(all(
-        target_arch = "x86_64",
-        target_feature = "sse2",
-        not(miri),
-        not(fuzzing)
-    ))]
+    /// For the copy module's cached CPU-feature checks (only where its wide
+    /// loops and its `PREFETCHW` exist).
+    #[cfg(all(target_arch = "x86_64", not(miri), not(fuzzing)))]
     pub(crate) use core::sync::atomic::AtomicU8;
 }
 
