@@ -16,9 +16,9 @@
 use core::cell::Cell;
 use core::fmt;
 
-use crate::error::TrySendError;
 #[cfg(not(loom))]
 use crate::copy::prefetch_for_write;
+use crate::error::TrySendError;
 use crate::layout::{SlotHeader, SLOT_FLAG_SKIP, SLOT_HEADER_SIZE};
 use crate::mode::Mode;
 use crate::ring::{Ring, Role, SubscriberId};
@@ -365,7 +365,10 @@ impl<R: Regions> Producer<R> {
         if (SLOT_HEADER_SIZE + len).div_ceil(64) != 2 {
             return;
         }
-        let next = self.ring.regions.slot(self.ring.geo.slot_of(pos.wrapping_add(1)));
+        let next = self
+            .ring
+            .regions
+            .slot(self.ring.geo.slot_of(pos.wrapping_add(1)));
         prefetch_for_write((next as *const SlotHeader).cast::<u8>().wrapping_add(64));
     }
 

@@ -31,7 +31,9 @@
 //! thread per process enforces the guard (no timer per sleep; see the
 //! `guard` module's source for why and what it measured), except for
 //! `MSG_RING` sleepers on kernels without io_uring futex ops, which nothing
-//! but their ring reaches: they sleep with a timeout.
+//! but their ring reaches: they sleep with a timeout. Futex waits (plain
+//! and io_uring) also carry a timeout of two guards: a peer can move them
+//! off their word (`FUTEX_CMP_REQUEUE`), out of reach of every wake.
 //!
 //! Facts that shaped this (measured on kernel 6.18, 2-vCPU VM, DESIGN.md):
 //! a cross-CPU wake costs ~6–7 µs whatever the primitive, so the

@@ -26,6 +26,11 @@ enum Imp {
 /// period, ~10 µs of CPU every 100 ms).
 pub const WAKE_GUARD: Duration = Duration::from_millis(100);
 
+/// A sleep the guard thread watches still carries a timeout of this many
+/// guards of its own (see `Sleeper::sleep`): the bound when the guard's
+/// nudge cannot reach it.
+const BACKSTOP_GUARDS: u32 = 2;
+
 /// The futex bitset a sleeper waits with: its own bit on the shared
 /// broadcast word (so an addressed broadcast wakes only its target), any
 /// on its own word.
@@ -205,12 +210,22 @@ impl Sleeper {
             None
         };
         let asleep = watch.as_ref().and_then(|(_, t)| t.begin());
-        let capped = long && asleep.is_none();
-        let timeout = if capped {
-            Some(timeout.map_or(guard, |t| t.min(guard)))
-        } else {
-            timeout
+        // The cap on this sleep, if any: the guard where no watch keeps it;
+        // BACKSTOP_GUARDS guards where one does and the sleep is a futex
+        // wait (plain or io_uring), since the watch's nudge is then a wake
+        // of the futex word, and a peer can move our wait off that word
+        // (FUTEX_CMP_REQUEUE onto a futex of its own), out of reach of every
+        // wake. An eventfd sleeper's `poll` cannot be moved, and its nudge
+        // is a write to its private eventfd. A cap that ends the sleep reads
+        // as a spurious wake-up.
+        let polls = matches!(&self.imp, Imp::Eventfd(fds, _) if fds.get(id.index()).is_some());
+        let cap = match (long, asleep.is_some(), polls) {
+            (false, _, _) | (true, true, true) => None,
+            (true, false, _) => Some(guard),
+            (true, true, false) => Some(guard.saturating_mul(BACKSTOP_GUARDS)),
         };
+        let capped = cap.is_some_and(|c| timeout.is_none_or(|t| t > c));
+        let timeout = if capped { cap } else { timeout };
         // Broadcast: tell producers that this sleep ends in `relay` (they
         // hand a wake to a relay only through sleepers that say so; see
         // `Ring::sleeps_relaying` for why Relaxed suffices).

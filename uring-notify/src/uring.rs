@@ -25,6 +25,10 @@ pub const FUTEX2_SIZE_U32: u32 = 0x02;
 /// `MSG_RING` from a producer (untrusted: only ever a reason to wake).
 const FUTEX_TAG: u64 = 0x5348_4d43_4657_4149; // "SHMCFWAI"
 
+/// `user_data` of the cancellation of an abandoned `FUTEX_WAIT` (its
+/// completion, posted only if the cancel fails, is not a wake).
+const CANCEL_TAG: u64 = 0x5348_4d43_4341_4e43; // "SHMCCANC"
+
 /// The value eventfd writes carry: 'static, so it outlives every SQE.
 static ONE: u64 = 1;
 
@@ -72,10 +76,14 @@ pub struct RingWaiter {
     ring: IoUring,
     thread: ThreadId,
     futex_op: bool,
-    /// The word and bitset our FUTEX_WAIT SQE is armed with, if one is in
-    /// flight (another bitset arms anew: the guard thread's wake, sent with
-    /// the new one, would not complete the old).
-    armed: Option<(usize, u32)>,
+    /// The word and bitset our FUTEX_WAIT SQE is armed with, and its
+    /// `user_data`, if one is in flight (another bitset arms anew: the
+    /// guard thread's wake, sent with the new one, would not complete the
+    /// old).
+    armed: Option<(usize, u32, u64)>,
+    /// Requests armed so far: each gets its own `user_data`, so that the
+    /// completion of an abandoned one is not taken for the current one's.
+    arms: u32,
 }
 
 impl std::fmt::Debug for RingWaiter {
@@ -125,6 +133,7 @@ impl RingWaiter {
             thread: std::thread::current().id(),
             futex_op,
             armed: None,
+            arms: 0,
         };
         if let Ok(mut s) = own_rings().lock() {
             s.insert(w.fd());
@@ -173,8 +182,11 @@ impl RingWaiter {
         timeout: Option<Duration>,
     ) -> Result<(), SleepError> {
         let arm = (word.as_ptr() as usize, bitset);
-        if self.futex_op && self.armed != Some(arm) {
-            let sqe = Self::futex_wait_sqe(word, expected, bitset, FUTEX_TAG);
+        if self.futex_op && self.armed.map(|(w, b, _)| (w, b)) != Some(arm) {
+            self.disarm();
+            self.arms = self.arms.wrapping_add(1);
+            let tag = FUTEX_TAG.wrapping_add(u64::from(self.arms));
+            let sqe = Self::futex_wait_sqe(word, expected, bitset, tag);
             // The SQE points at `word`, a futex word in a shared mapping. The
             // kernel reads it once, when the request starts (to compare it
             // with `expected` and take the futex key, which for a shared
@@ -187,7 +199,7 @@ impl RingWaiter {
                 op: "io_uring SQ push",
                 errno: Errno::BUSY,
             })?;
-            self.armed = Some(arm);
+            self.armed = Some((arm.0, arm.1, tag));
         }
         // Re-check after arming: a wake between the caller's check and the
         // arm would otherwise be slept through by a MSG_RING-only waiter.
@@ -212,8 +224,16 @@ impl RingWaiter {
             };
             let mut woke = false;
             for cqe in self.ring.completion() {
+                let tag = cqe.user_data();
+                let current = self.armed.is_some_and(|(_, _, t)| t == tag);
+                // Not wakes: a failed cancel, and the end of a FUTEX_WAIT
+                // we abandoned (cancelled, or armed anew elsewhere).
+                if tag == CANCEL_TAG || (!current && tag.wrapping_sub(FUTEX_TAG) <= u32::MAX.into())
+                {
+                    continue;
+                }
                 woke = true;
-                if cqe.user_data() == FUTEX_TAG {
+                if current {
                     self.armed = None;
                 }
             }
@@ -233,8 +253,31 @@ impl RingWaiter {
                 }
             }
             if start.is_some_and(|(at, t)| at.elapsed() >= t) {
+                // A wait that a wake should have ended by now may have been
+                // moved off its word (a peer's FUTEX_CMP_REQUEUE), where no
+                // wake reaches it: the next sleep arms a new one.
+                self.disarm();
                 return Err(SleepError::Timeout);
             }
+        }
+    }
+
+    /// Cancel the `FUTEX_WAIT` in flight, if any (submitted with the next
+    /// `io_uring_enter`; its completion, `-ECANCELED`, then reads as a
+    /// spurious wake-up).
+    fn disarm(&mut self) {
+        let Some((_, _, tag)) = self.armed.take() else {
+            return;
+        };
+        let sqe = opcode::AsyncCancel::new(tag)
+            .build()
+            .user_data(CANCEL_TAG)
+            .flags(squeue::Flags::SKIP_SUCCESS);
+        // SAFETY: a cancel by `user_data` points at no memory.
+        if unsafe { self.ring.submission().push(&sqe) }.is_err() {
+            // SQ full (cannot happen: at most a cancel and an arm are
+            // queued between enters): the old request stays until a wake
+            // of its word or the ring's drop ends it.
         }
     }
 }
