@@ -448,7 +448,7 @@ pub fn attach_with(
     }
     let mut buf = [0u8; MAX_LEN + 1];
     remaining(&sock)?;
-    let packet = match fd_passing::recv_with_fds(sock.as_fd(), &mut buf) {
+    let mut packet = match fd_passing::recv_with_fds(sock.as_fd(), &mut buf) {
         Ok(p) => p,
         Err(Errno::AGAIN) => return Err(AttachError::Timeout),
         Err(e) => {
@@ -466,7 +466,7 @@ pub fn attach_with(
                     got: packet.fds.len(),
                 });
             }
-            let mut fds = packet.fds.into_iter();
+            let mut fds = std::mem::take(&mut packet.fds).into_iter();
             let (control, data) = (fds.next().expect("two fds"), fds.next().expect("two fds"));
             let mut att = import_checked(&buf[..len], control, data, Some(role), opts.message_cap)?;
             att.backend = opts.backend;
@@ -509,6 +509,33 @@ fn import_checked(
     asked: Option<Role>,
     message_cap: u32,
 ) -> Result<Attachment, AttachError> {
+    match check_import(descriptor, &control, &data, asked, message_cap) {
+        Ok((ring, role, creator_uid)) => Ok(Attachment {
+            ring,
+            role,
+            creator_uid,
+            control,
+            data,
+            eventfds: None,
+            backend: None,
+        }),
+        Err(e) => {
+            // Whatever they are (they failed the checks), they came from a
+            // peer: closing them may block.
+            fd_passing::close_later(vec![control, data]);
+            Err(e)
+        }
+    }
+}
+
+/// The checks of [`import_checked`]: the ring, role and creator uid.
+fn check_import(
+    descriptor: &[u8],
+    control: &OwnedFd,
+    data: &OwnedFd,
+    asked: Option<Role>,
+    message_cap: u32,
+) -> Result<(Ring<ShmRegions>, Role, u32), AttachError> {
     let Message::Welcome {
         role,
         mode,
@@ -525,7 +552,7 @@ fn import_checked(
     if asked.is_some_and(|a| a != role) {
         return Err(AttachError::DescriptorMismatch { what: "role" });
     }
-    let ring = validate::open_regions(&control, &data, role.can_send(), message_cap)?;
+    let ring = validate::open_regions(control, data, role.can_send(), message_cap)?;
     let geo = ring.geometry();
     if geo.mode() != mode {
         return Err(AttachError::DescriptorMismatch { what: "mode" });
@@ -535,15 +562,7 @@ fn import_checked(
             what: "region sizes",
         });
     }
-    Ok(Attachment {
-        ring,
-        role,
-        creator_uid,
-        control,
-        data,
-        eventfds: None,
-        backend: None,
-    })
+    Ok((ring, role, creator_uid))
 }
 
 /// Receive the eventfd table announced by a `Welcome`: `count` fds in
@@ -563,7 +582,7 @@ fn recv_eventfds(
     while table.len() < entries {
         remaining(sock)?;
         let mut buf = [0u8; MAX_LEN + 1];
-        let packet = match fd_passing::recv_with_fds(sock.as_fd(), &mut buf) {
+        let mut packet = match fd_passing::recv_with_fds(sock.as_fd(), &mut buf) {
             Ok(p) => p,
             Err(Errno::AGAIN) => return Err(AttachError::Timeout),
             Err(e) => {
@@ -592,7 +611,7 @@ fn recv_eventfds(
                         });
                     }
                 }
-                table.extend(packet.fds);
+                table.extend(std::mem::take(&mut packet.fds));
             }
             _ => {
                 return Err(AttachError::BadEventfds {

@@ -37,14 +37,109 @@ pub(crate) fn send_with_fds(
     Ok(())
 }
 
-/// One received packet.
+/// One received packet. Fds still in it when it drops were not wanted,
+/// and are closed by [`close_later`].
 #[derive(Debug)]
 pub(crate) struct Packet {
     /// Bytes of the packet (may exceed the buffer: then `truncated`).
     pub(crate) len: usize,
+    /// Take the ones you keep (`std::mem::take`).
     pub(crate) fds: Vec<OwnedFd>,
     /// The packet or its fds did not fit.
     pub(crate) truncated: bool,
+}
+
+impl Drop for Packet {
+    fn drop(&mut self) {
+        close_later(std::mem::take(&mut self.fds));
+    }
+}
+
+/// Close fds a peer sent us that we did not accept, on a thread of their
+/// own: closing can block without a bound (the last close of a FUSE file
+/// waits for its daemon's answer to FLUSH; of a TCP socket with
+/// `SO_LINGER`, for its unsent data), and the peer chooses what it sends.
+/// Such a close then holds up only that thread (and the fds queued behind
+/// it), not an attach or the channel's server. Where the thread cannot be
+/// started, the fds are closed here.
+pub(crate) fn close_later(fds: Vec<OwnedFd>) {
+    use std::sync::mpsc::{channel, Sender};
+    use std::sync::{Mutex, OnceLock};
+    static CLOSER: OnceLock<Option<Mutex<Sender<Vec<OwnedFd>>>>> = OnceLock::new();
+    if fds.is_empty() {
+        return;
+    }
+    let closer = CLOSER.get_or_init(|| {
+        let (tx, rx) = channel::<Vec<OwnedFd>>();
+        std::thread::Builder::new()
+            .name("shmcast-closer".into())
+            .spawn(move || {
+                for fds in rx {
+                    drop(fds);
+                }
+            })
+            .ok()
+            .map(|_| Mutex::new(tx))
+    });
+    let left = match closer {
+        Some(tx) => match tx.lock() {
+            Ok(tx) => tx.send(fds).err().map(|e| e.0),
+            Err(_) => Some(fds),
+        },
+        None => Some(fds),
+    };
+    drop(left);
+}
+
+/// Refuse fds on `sock` and on the connections it accepts
+/// (`SO_PASSRIGHTS` = 0, Linux 6.16+: a peer's `sendmsg` with
+/// `SCM_RIGHTS` then fails with `EPERM`), so that a client cannot make us
+/// hold or close a file of its choosing. Returns whether the kernel took
+/// it; on older kernels stray fds are closed by [`close_later`].
+#[allow(unsafe_code)] // one setsockopt that rustix does not wrap
+pub(crate) fn refuse_fds(sock: BorrowedFd<'_>) -> bool {
+    // The asm-generic value (every architecture but alpha, mips, parisc
+    // and sparc, which are left out below).
+    #[cfg(any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64",
+        target_arch = "loongarch64",
+        target_arch = "powerpc64",
+        target_arch = "s390x"
+    ))]
+    {
+        use std::os::fd::AsRawFd;
+        const SO_PASSRIGHTS: libc::c_int = 83;
+        let off: libc::c_int = 0;
+        // SAFETY: a valid socket fd, a pointer to an int and its size.
+        let r = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_PASSRIGHTS,
+                (&raw const off).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        r == 0
+    }
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64",
+        target_arch = "loongarch64",
+        target_arch = "powerpc64",
+        target_arch = "s390x"
+    )))]
+    {
+        let _ = sock;
+        false
+    }
 }
 
 /// `recvmsg` one packet into `buf`, collecting any fds (close-on-exec).

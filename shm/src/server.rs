@@ -2,8 +2,9 @@
 //! attach requests on the channel's abstract unix socket.
 //!
 //! Each request is one `Hello` packet; the answer is a `Welcome` with the two
-//! fds or a `Refused`. A client gets 2 s to send its `Hello`, so a silent or
-//! slow client delays others by at most that, and never forever. The thread
+//! fds or a `Refused`. A client gets 500 ms to send its `Hello` (one the
+//! mode bits grant nothing, 50 ms), so a silent or slow client delays
+//! others by at most that, and never forever. The thread
 //! stops when the channel is dropped or destroyed (an eventfd wakes its
 //! `poll`).
 
@@ -117,6 +118,8 @@ impl Server {
                 })
             }
         }
+        // Clients send no fds: refuse them in the kernel where it can.
+        let _ = fd_passing::refuse_fds(sock.as_fd());
         listen(&sock, 64).map_err(io("listen"))?;
         let stop = eventfd(0, EventfdFlags::CLOEXEC).map_err(io("eventfd"))?;
         let stop_thread = stop.try_clone().map_err(|e| CreateError::Io {
@@ -206,8 +209,8 @@ fn answer(conn: &OwnedFd, shared: &Shared) {
     let Ok(packet) = fd_passing::recv_with_fds(conn.as_fd(), &mut buf) else {
         return;
     };
-    // Fds from a client are never wanted; dropping them closes them.
-    drop(packet.fds);
+    // Fds from a client are never wanted (refused by the kernel where it
+    // can): the packet hands any that came to `close_later` when it drops.
     let Ok(cred) = sockopt::socket_peercred(conn) else {
         return;
     };

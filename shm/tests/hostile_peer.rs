@@ -275,6 +275,9 @@ fn fake_server(name: &str, reply: Option<(Vec<u8>, Vec<OwnedFd>)>) -> std::threa
                     rustix::net::SendFlags::empty(),
                 )
                 .unwrap();
+                // Our copies go now: the client's are then the last ones.
+                drop(borrowed);
+                drop(fds);
                 std::thread::sleep(Duration::from_millis(200));
             }
             None => std::thread::sleep(Duration::from_millis(1500)),
@@ -575,4 +578,126 @@ fn a_lapped_blocking_receiver_hears_lagged() {
         "{r:?}"
     );
     assert!(rx.lagged() >= 1);
+}
+
+/// A TCP socket whose last close blocks for `linger`: `SO_LINGER` set and
+/// unsent data queued to a peer (the returned stream) that never reads.
+fn lingering_socket(linger: Duration) -> (OwnedFd, std::net::TcpStream) {
+    // A small receive buffer (set before listen, so the connection's
+    // window is small from the start), filled until the window is shut.
+    let l = socket_with(
+        AddressFamily::INET,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    rustix::net::sockopt::set_socket_recv_buffer_size(&l, 4096).unwrap();
+    bind(&l, &std::net::SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    listen(&l, 1).unwrap();
+    let l = std::net::TcpListener::from(l);
+    let s = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (deaf, _) = l.accept().unwrap();
+    rustix::net::sockopt::set_socket_send_buffer_size(&s, 4096).unwrap();
+    s.set_nonblocking(true).unwrap();
+    let chunk = [0u8; 65536];
+    let mut w = &s;
+    for _ in 0..20 {
+        while std::io::Write::write(&mut w, &chunk).is_ok() {}
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    rustix::net::sockopt::set_socket_linger(&s, Some(linger)).unwrap();
+    (s.into(), deaf)
+}
+
+#[test]
+fn the_lingering_socket_does_block_its_last_close() {
+    // The premise of the next test: closing it here takes the linger time.
+    let (sock, _deaf) = lingering_socket(Duration::from_millis(1500));
+    let t0 = std::time::Instant::now();
+    drop(sock);
+    assert!(t0.elapsed() >= Duration::from_secs(1), "{:?}", t0.elapsed());
+}
+
+#[test]
+fn a_lingering_socket_in_place_of_a_memfd_does_not_hold_up_attach() {
+    // Closed here, that socket would block the closing thread for 10 s.
+    let (sock, _deaf) = lingering_socket(Duration::from_secs(10));
+    let r = real();
+    let name = unique("fake-linger");
+    let t = fake_server(
+        &name,
+        Some((
+            r.descriptor.clone(),
+            vec![sock, r.data.try_clone().unwrap()],
+        )),
+    );
+    let t0 = std::time::Instant::now();
+    let e = attach(&name, Role::Recv).unwrap_err();
+    let took = t0.elapsed();
+    assert!(
+        matches!(
+            e,
+            AttachError::NotAMemfd {
+                region: Region::Control
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(took < Duration::from_secs(3), "attach took {took:?}");
+    t.join().unwrap();
+}
+
+#[test]
+fn a_client_cannot_hand_the_server_fds() {
+    let ch = ChannelBuilder::new(unique("passrights"))
+        .capacity(4)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let sock = socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let mut addr = b"shmcast/".to_vec();
+    addr.extend_from_slice(ch.name().as_bytes());
+    rustix::net::connect(&sock, &SocketAddrUnix::new_abstract_name(&addr).unwrap()).unwrap();
+    let (lingering, _deaf) = lingering_socket(Duration::from_secs(10));
+    let hello = Message::Hello { role: Role::Recv }.encode();
+    let fds = [lingering.as_fd()];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut ctl = rustix::net::SendAncillaryBuffer::new(&mut space);
+    assert!(ctl.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)));
+    let sent = rustix::net::sendmsg(
+        &sock,
+        &[std::io::IoSlice::new(&hello)],
+        &mut ctl,
+        rustix::net::SendFlags::empty(),
+    );
+    // Ours is the last copy where the kernel refused it: close it aside.
+    std::thread::spawn(move || drop(lingering));
+    let (major, minor) = kernel_version();
+    if (major, minor) >= (6, 16) {
+        // SO_PASSRIGHTS: the kernel refuses the fd.
+        assert_eq!(sent, Err(rustix::io::Errno::PERM));
+    } else {
+        // The fd reaches the server, which must not block closing it.
+        assert!(sent.is_ok(), "{sent:?}");
+    }
+    // Either way the server goes on serving, at once.
+    let t0 = std::time::Instant::now();
+    let at = attach(ch.name(), Role::Recv).unwrap();
+    assert_eq!(at.role(), Role::Recv);
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+}
+
+fn kernel_version() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor)
 }
