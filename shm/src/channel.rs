@@ -405,8 +405,9 @@ pub fn attach_with(
     let connected = loop {
         match connect(&sock, &addr) {
             // Interrupted by a signal: the kernel may finish the connect on
-            // its own; asking again says so (EISCONN) or carries on.
-            Err(Errno::INTR) => continue,
+            // its own; asking again (within what is left of the time) says
+            // so (EISCONN) or carries on.
+            Err(Errno::INTR) => remaining(&sock)?,
             Err(Errno::ISCONN) => break Ok(()),
             r => break r,
         }
@@ -447,17 +448,7 @@ pub fn attach_with(
         }
     }
     let mut buf = [0u8; MAX_LEN + 1];
-    remaining(&sock)?;
-    let mut packet = match fd_passing::recv_with_fds(sock.as_fd(), &mut buf) {
-        Ok(p) => p,
-        Err(Errno::AGAIN) => return Err(AttachError::Timeout),
-        Err(e) => {
-            return Err(AttachError::Io {
-                op: "recvmsg",
-                errno: e,
-            })
-        }
-    };
+    let mut packet = recv_packet(&sock, &mut buf, &remaining)?;
     let len = packet.len.min(buf.len());
     match Message::decode(&buf[..len])? {
         Message::Welcome { .. } => {
@@ -565,6 +556,29 @@ fn check_import(
     Ok((ring, role, creator_uid))
 }
 
+/// One packet from the server, within what is left of the attach's time
+/// (`remaining` sets the socket's timeout to it, again after a signal).
+fn recv_packet(
+    sock: &OwnedFd,
+    buf: &mut [u8],
+    remaining: &dyn Fn(&OwnedFd) -> Result<(), AttachError>,
+) -> Result<fd_passing::Packet, AttachError> {
+    loop {
+        remaining(sock)?;
+        match fd_passing::recv_with_fds(sock.as_fd(), buf) {
+            Ok(p) => return Ok(p),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => return Err(AttachError::Timeout),
+            Err(e) => {
+                return Err(AttachError::Io {
+                    op: "recvmsg",
+                    errno: e,
+                })
+            }
+        }
+    }
+}
+
 /// Receive the eventfd table announced by a `Welcome`: `count` fds in
 /// `Eventfds` packets, in order, each checked to be an eventfd.
 fn recv_eventfds(
@@ -580,18 +594,8 @@ fn recv_eventfds(
     }
     let mut table: Vec<OwnedFd> = Vec::with_capacity(entries);
     while table.len() < entries {
-        remaining(sock)?;
         let mut buf = [0u8; MAX_LEN + 1];
-        let mut packet = match fd_passing::recv_with_fds(sock.as_fd(), &mut buf) {
-            Ok(p) => p,
-            Err(Errno::AGAIN) => return Err(AttachError::Timeout),
-            Err(e) => {
-                return Err(AttachError::Io {
-                    op: "recvmsg",
-                    errno: e,
-                })
-            }
-        };
+        let mut packet = recv_packet(sock, &mut buf, remaining)?;
         let len = packet.len.min(buf.len());
         match Message::decode(&buf[..len])? {
             Message::Eventfds { first, count }
@@ -608,6 +612,22 @@ fn recv_eventfds(
                     if link.as_os_str() != "anon_inode:[eventfd]" {
                         return Err(AttachError::BadEventfds {
                             what: "an fd is not an eventfd",
+                        });
+                    }
+                    // Semaphore mode: each read takes 1 off the count, so
+                    // a count a peer ran up could not be drained and our
+                    // sleeps would spin. Older kernels do not show the line.
+                    let info =
+                        std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
+                            .map_err(|_| AttachError::BadEventfds {
+                                what: "cannot inspect an fd",
+                            })?;
+                    if info
+                        .lines()
+                        .any(|l| l.split_whitespace().eq(["eventfd-semaphore:", "1"]))
+                    {
+                        return Err(AttachError::BadEventfds {
+                            what: "an eventfd is in semaphore mode",
                         });
                     }
                 }

@@ -143,22 +143,18 @@ pub(crate) fn refuse_fds(sock: BorrowedFd<'_>) -> bool {
 }
 
 /// `recvmsg` one packet into `buf`, collecting any fds (close-on-exec).
+/// `EINTR` (a signal came first) is the caller's to retry, after it set
+/// the socket's timeout to what is left of its own: the kernel restarts
+/// the full `SO_RCVTIMEO` on every call.
 pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Packet, Errno> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
-    // EINTR: a signal arrived before a packet did; wait again (the socket
-    // timeout still bounds the wait).
-    let msg = loop {
-        match recvmsg(
-            sock,
-            &mut [IoSliceMut::new(buf)],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC | RecvFlags::TRUNC,
-        ) {
-            Err(Errno::INTR) => continue,
-            r => break r?,
-        }
-    };
+    let msg = recvmsg(
+        sock,
+        &mut [IoSliceMut::new(buf)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC | RecvFlags::TRUNC,
+    )?;
     let mut fds = Vec::new();
     for m in control.drain() {
         if let RecvAncillaryMessage::ScmRights(iter) = m {

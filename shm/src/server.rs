@@ -195,7 +195,7 @@ fn answer(conn: &OwnedFd, shared: &Shared) {
             let _ =
                 sockopt::set_socket_timeout(conn, sockopt::Timeout::Recv, Some(NO_RIGHTS_TIMEOUT));
             let mut buf = [0u8; MAX_LEN + 1];
-            let _ = fd_passing::recv_with_fds(conn.as_fd(), &mut buf);
+            let _ = recv_retrying(conn.as_fd(), &mut buf);
             let msg = Message::Refused {
                 reason: RefuseReason::PermissionDenied,
                 uid,
@@ -206,7 +206,7 @@ fn answer(conn: &OwnedFd, shared: &Shared) {
         }
     }
     let mut buf = [0u8; MAX_LEN + 1];
-    let Ok(packet) = fd_passing::recv_with_fds(conn.as_fd(), &mut buf) else {
+    let Ok(packet) = recv_retrying(conn.as_fd(), &mut buf) else {
         return;
     };
     // Fds from a client are never wanted (refused by the kernel where it
@@ -243,5 +243,16 @@ fn answer(conn: &OwnedFd, shared: &Shared) {
     let (msg, fds) = shared.welcome(role);
     if fd_passing::send_with_fds(conn.as_fd(), &msg.encode(), &fds).is_ok() {
         let _ = shared.send_eventfds(conn.as_fd());
+    }
+}
+
+/// A client's request. A signal to this process restarts the wait (and
+/// its timeout): signals are ours, not the client's, to send.
+fn recv_retrying(conn: BorrowedFd<'_>, buf: &mut [u8]) -> Result<fd_passing::Packet, Errno> {
+    loop {
+        match fd_passing::recv_with_fds(conn, buf) {
+            Err(Errno::INTR) => continue,
+            r => return r,
+        }
     }
 }

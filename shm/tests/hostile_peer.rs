@@ -356,6 +356,49 @@ fn silent_server_times_out() {
     t.join().unwrap();
 }
 
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+#[test]
+fn a_silent_server_times_out_under_a_stream_of_signals() {
+    // SIGUSR1 with a handler and without SA_RESTART: every wait of the
+    // attach returns EINTR, 20 times a second, and is asked again. Each
+    // retry must wait only for what is left of the attach's time.
+    // SAFETY: a handler that does nothing is async-signal-safe; the
+    // sigaction struct is zeroed and then filled as the C API expects.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = ignore_signal as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        sa.sa_flags = 0;
+        assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+    }
+    let name = unique("fake-eintr");
+    let t = fake_server(&name, None);
+    // SAFETY: pthread_self has no preconditions.
+    let me = unsafe { libc::pthread_self() };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let signaller = std::thread::spawn(move || {
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+            // SAFETY: `me` is the test thread, alive until it joins us.
+            unsafe { libc::pthread_kill(me, libc::SIGUSR1) };
+        }
+    });
+    let opts = AttachOptions {
+        timeout: Duration::from_millis(300),
+        ..AttachOptions::default()
+    };
+    let t0 = std::time::Instant::now();
+    let r = attach_with(&name, Role::Recv, &opts);
+    let took = t0.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    signaller.join().unwrap();
+    assert!(matches!(r, Err(AttachError::Timeout)), "{r:?}");
+    assert!(took < Duration::from_millis(1200), "attach took {took:?}");
+    t.join().unwrap();
+}
+
 /// Relaxed atomic stores of pseudo-random words over the whole control
 /// region and the slot headers, as a hostile peer with write access would.
 fn scribble(ch: &shmcast::Channel, seed: u64, rounds: usize) {
@@ -442,11 +485,14 @@ fn the_same_memfd_as_both_regions_is_refused() {
     );
 }
 
-#[test]
-fn empty_eventfd_packets_do_not_loop_forever() {
-    // A server that announces eventfds and then sends empty packets.
-    let r = real();
-    let name = unique("fake6");
+/// A fake server under `name` that answers with `r`'s real regions and a
+/// `Welcome` announcing `eventfds`, then hands the connection to `then`.
+fn welcome_with_eventfds(
+    r: &Real,
+    name: &str,
+    eventfds: u32,
+    then: impl FnOnce(&OwnedFd) + Send + 'static,
+) -> std::thread::JoinHandle<()> {
     let Message::Welcome {
         role,
         mode,
@@ -464,7 +510,7 @@ fn empty_eventfd_packets_do_not_loop_forever() {
         control_size,
         data_size,
         creator_uid,
-        eventfds: 64,
+        eventfds,
     }
     .encode();
     let sock = socket_with(
@@ -479,23 +525,38 @@ fn empty_eventfd_packets_do_not_loop_forever() {
     bind(&sock, &SocketAddrUnix::new_abstract_name(&addr).unwrap()).unwrap();
     listen(&sock, 1).unwrap();
     let control = r._ch.export(Role::Recv).unwrap();
-    let t = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         let conn = accept_with(&sock, SocketFlags::CLOEXEC).unwrap();
         let mut buf = [0u8; 64];
         let _ = rustix::net::recv(&conn, &mut buf, rustix::net::RecvFlags::empty());
         let fds = [control.control.as_fd(), control.data.as_fd()];
-        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
-        let mut ctl = rustix::net::SendAncillaryBuffer::new(&mut space);
-        assert!(ctl.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)));
-        let _ = rustix::net::sendmsg(
-            &conn,
-            &[std::io::IoSlice::new(&welcome)],
-            &mut ctl,
-            rustix::net::SendFlags::empty(),
-        );
+        send_fds(&conn, &welcome, &fds);
+        then(&conn);
+    })
+}
+
+/// One packet with `fds` (errors ignored: the client may be gone).
+fn send_fds(conn: &OwnedFd, bytes: &[u8], fds: &[std::os::fd::BorrowedFd<'_>]) {
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut ctl = rustix::net::SendAncillaryBuffer::new(&mut space);
+    assert!(ctl.push(rustix::net::SendAncillaryMessage::ScmRights(fds)));
+    let _ = rustix::net::sendmsg(
+        conn,
+        &[std::io::IoSlice::new(bytes)],
+        &mut ctl,
+        rustix::net::SendFlags::empty(),
+    );
+}
+
+#[test]
+fn empty_eventfd_packets_do_not_loop_forever() {
+    // A server that announces eventfds and then sends empty packets.
+    let r = real();
+    let name = unique("fake6");
+    let t = welcome_with_eventfds(&r, &name, 64, |conn| {
         let empty = Message::Eventfds { first: 0, count: 0 }.encode();
         for _ in 0..10_000 {
-            if rustix::net::send(&conn, &empty, rustix::net::SendFlags::NOSIGNAL).is_err() {
+            if rustix::net::send(conn, &empty, rustix::net::SendFlags::NOSIGNAL).is_err() {
                 break;
             }
         }
@@ -507,6 +568,32 @@ fn empty_eventfd_packets_do_not_loop_forever() {
     let e = attach_with(&name, Role::Recv, &opts).unwrap_err();
     assert!(
         matches!(e, AttachError::BadEventfds { .. } | AttachError::Timeout),
+        "{e:?}"
+    );
+    t.join().unwrap();
+}
+
+#[test]
+fn a_semaphore_eventfd_is_refused() {
+    // Read in semaphore mode, a peer's huge count would take 2^64 reads to
+    // drain: an eventfd sleeper would spin at full CPU instead of sleeping.
+    let r = real();
+    let name = unique("fake-sem");
+    let entries = r._ch.ring().geometry().max_subscribers() as u32;
+    let t = welcome_with_eventfds(&r, &name, entries, |conn| {
+        let sem = rustix::event::eventfd(0, rustix::event::EventfdFlags::SEMAPHORE).unwrap();
+        let packet = Message::Eventfds { first: 0, count: 1 }.encode();
+        send_fds(conn, &packet, &[sem.as_fd()]);
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    let e = attach_with(&name, Role::Recv, &AttachOptions::default()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            AttachError::BadEventfds {
+                what: "an eventfd is in semaphore mode"
+            }
+        ),
         "{e:?}"
     );
     t.join().unwrap();
