@@ -169,3 +169,37 @@ pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Pack
         truncated,
     })
 }
+
+/// The peer's supplementary groups (`SO_PEERGROUPS`, as they were when it
+/// connected); empty where the kernel cannot say.
+#[allow(unsafe_code)] // one getsockopt that rustix does not wrap
+pub(crate) fn peer_groups(sock: BorrowedFd<'_>) -> Vec<u32> {
+    use std::os::fd::AsRawFd;
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    // A process has at most NGROUPS_MAX (65536) groups: two tries at most.
+    for _ in 0..2 {
+        let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
+        // SAFETY: `groups` is writable for `len` bytes, and the kernel
+        // writes at most `len` (it reports a larger need with ERANGE).
+        let r = unsafe {
+            libc::getsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let n = len as usize / std::mem::size_of::<libc::gid_t>();
+        if r == 0 {
+            groups.truncate(n.min(groups.len()));
+            return groups;
+        }
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::ERANGE) || n <= groups.len()
+        {
+            break;
+        }
+        groups.resize(n, 0);
+    }
+    Vec::new()
+}

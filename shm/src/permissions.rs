@@ -15,11 +15,13 @@ pub(crate) struct Policy {
 }
 
 impl Policy {
-    /// Whether a peer with `uid` / `gid` may attach with `role`.
-    pub(crate) fn allows(&self, uid: u32, gid: u32, role: Role) -> bool {
+    /// Whether a peer with `uid`, primary group `gid` and supplementary
+    /// `groups` may attach with `role` (the group bits apply when any of
+    /// its groups is the channel's, as for a file).
+    pub(crate) fn allows(&self, uid: u32, gid: u32, groups: &[u32], role: Role) -> bool {
         let bits = if uid == self.uid {
             (self.mode >> 6) & 7
-        } else if gid == self.gid {
+        } else if gid == self.gid || groups.contains(&self.gid) {
             (self.mode >> 3) & 7
         } else {
             self.mode & 7
@@ -40,17 +42,22 @@ mod tests {
             gid: 100,
             mode: 0o640,
         };
-        assert!(p.allows(1000, 100, Role::Both));
-        assert!(p.allows(2000, 100, Role::Recv));
-        assert!(!p.allows(2000, 100, Role::Send));
-        assert!(!p.allows(2000, 200, Role::Recv));
-        assert!(!p.allows(0, 0, Role::Recv), "no root override");
+        assert!(p.allows(1000, 100, &[], Role::Both));
+        assert!(p.allows(2000, 100, &[], Role::Recv));
+        assert!(!p.allows(2000, 100, &[], Role::Send));
+        assert!(!p.allows(2000, 200, &[], Role::Recv));
+        assert!(
+            p.allows(2000, 200, &[300, 100], Role::Recv),
+            "a supplementary group"
+        );
+        assert!(!p.allows(2000, 200, &[300, 400], Role::Recv));
+        assert!(!p.allows(0, 0, &[], Role::Recv), "no root override");
         let p = Policy {
             uid: 1000,
             gid: 100,
             mode: 0o622,
         };
-        assert!(p.allows(3000, 300, Role::Send));
-        assert!(!p.allows(3000, 300, Role::Both));
+        assert!(p.allows(3000, 300, &[], Role::Send));
+        assert!(!p.allows(3000, 300, &[], Role::Both));
     }
 }

@@ -187,10 +187,11 @@ fn answer(conn: &OwnedFd, shared: &Shared) {
     // A peer the mode bits grant nothing at all gets only a short wait for
     // its request (read so that closing does not reset the connection
     // under our answer), then its refusal.
+    let groups = fd_passing::peer_groups(conn.as_fd());
     if let Ok(cred) = sockopt::socket_peercred(conn) {
         let (uid, gid) = (cred.uid.as_raw(), cred.gid.as_raw());
-        if !shared.policy.allows(uid, gid, Role::Recv)
-            && !shared.policy.allows(uid, gid, Role::Send)
+        if !shared.policy.allows(uid, gid, &groups, Role::Recv)
+            && !shared.policy.allows(uid, gid, &groups, Role::Send)
         {
             let _ =
                 sockopt::set_socket_timeout(conn, sockopt::Timeout::Recv, Some(NO_RIGHTS_TIMEOUT));
@@ -235,7 +236,7 @@ fn answer(conn: &OwnedFd, shared: &Shared) {
         let _ = fd_passing::send_with_fds(conn.as_fd(), &refuse(RefuseReason::Destroyed), &[]);
         return;
     }
-    if !shared.policy.allows(uid, gid, role) {
+    if !shared.policy.allows(uid, gid, &groups, role) {
         let _ =
             fd_passing::send_with_fds(conn.as_fd(), &refuse(RefuseReason::PermissionDenied), &[]);
         return;

@@ -91,6 +91,48 @@ fn group_bits_apply_to_the_creators_group() {
 }
 
 #[test]
+fn group_bits_apply_to_a_supplementary_group() {
+    if !root() {
+        eprintln!("skipped: switching to uid {NOBODY} needs root");
+        return;
+    }
+    let name = unique("perm620s");
+    let _ch = ChannelBuilder::new(&name)
+        .permissions(0o620)
+        .create()
+        .unwrap();
+    let gid = rustix::process::getgid().as_raw();
+    // Primary group nobody's, the creator's group among the supplementary
+    // ones (set in the child before it drops root, which std's `uid` would
+    // do with the groups cleared).
+    let as_member = |args: &[&str], groups: Vec<libc::gid_t>| {
+        let mut c = peer(args);
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            c.pre_exec(move || {
+                for r in [
+                    libc::setgroups(groups.len(), groups.as_ptr()),
+                    libc::setgid(NOBODY),
+                    libc::setuid(NOBODY),
+                ] {
+                    if r != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            })
+        };
+        run_cmd(c, LIMIT)
+    };
+    let send = ["send", &name, "--count", "1", "--timeout", "5"];
+    let (code, out, err) = as_member(&send, vec![NOBODY, gid]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = as_member(&send, vec![NOBODY]);
+    assert_eq!(code, 1, "not a member: {err}");
+    assert!(err.contains("may not attach with role Send"), "{err}");
+}
+
+#[test]
 fn receive_only_peer_gets_a_read_only_data_region() {
     let name = unique("rodata");
     let _ch = ChannelBuilder::new(&name)
