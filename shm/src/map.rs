@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use memmap2::{MmapOptions, MmapRaw};
 use shmcast_core::layout::{ControlHeader, SlotHeader, SubscriberEntry};
-use shmcast_core::{Geometry, HeaderWords, RawRegions, Regions};
+use shmcast_core::{Geometry, RawRegions, Regions};
 
 use crate::error::{AttachError, Region};
 
@@ -50,18 +50,6 @@ impl Mapping {
 
     pub(crate) fn len(&self) -> usize {
         self.map.len()
-    }
-
-    /// Snapshot the geometry words of a control region.
-    pub(crate) fn header_words(&self) -> HeaderWords {
-        assert!(self.map.len() >= shmcast_core::layout::CONTROL_HEADER_SIZE);
-        // The mapping is at least CONTROL_HEADER_SIZE bytes (asserted; callers
-        // check first), page-aligned (so aligned for the header), and stays
-        // mapped while `self` lives.
-        // SAFETY: sized, aligned, alive (above); ControlHeader is made of
-        // atomics, valid for every bit pattern, and we only load from it.
-        let hdr = unsafe { &*self.map.as_ptr().cast::<ControlHeader>() };
-        HeaderWords::read(&hdr.geometry)
     }
 }
 

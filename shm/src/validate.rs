@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::fs;
 use rustix::io::Errno;
-use shmcast_core::layout::CONTROL_HEADER_SIZE;
+use shmcast_core::layout::{HeaderWords, CONTROL_HEADER_SIZE};
 use shmcast_core::{Geometry, Ring};
 
 use crate::error::{AttachError, Region};
@@ -84,9 +84,19 @@ pub(crate) fn open_regions(
             size: control_len,
         });
     }
-    let control_map = Mapping::new(control.as_fd(), control_len, true, Region::Control)?;
-    let words = control_map.header_words();
+    // The header is read with pread and the geometry checked against both
+    // sizes before anything is mapped: a sealed sparse memfd costs a peer
+    // nothing at any size, and mapping 2^60 bytes fails as ENOMEM, not as
+    // the size mismatch it is. This copy is the one read of the geometry.
+    let mut head = [0u8; 64];
+    let n = rustix::io::pread(control, &mut head, 0)
+        .map_err(|errno| AttachError::Io { op: "pread", errno })?;
+    let words = HeaderWords::from_bytes(&head[..n]).ok_or(AttachError::RegionTooSmall {
+        region: Region::Control,
+        size: control_len,
+    })?;
     let geo = Geometry::decode(&words, control_len, data_len, message_cap)?;
+    let control_map = Mapping::new(control.as_fd(), control_len, true, Region::Control)?;
     let data_map = Mapping::new(data.as_fd(), data_len, writable_data, Region::Data)?;
     let regions = ShmRegions::new(control_map, data_map, &geo).ok_or(AttachError::Layout(
         shmcast_core::LayoutError::ControlSizeMismatch {

@@ -194,6 +194,24 @@ fn truncated_regions() {
 }
 
 #[test]
+fn a_huge_sparse_control_region_is_a_size_mismatch() {
+    // 2^60 bytes (sealed, sparse, costs nothing): more than any address
+    // space, so it must be turned down before anything maps it.
+    let r = real();
+    let e = import_control(&r, memfd(&r.words.to_bytes(), 1 << 60, SEALS));
+    assert!(
+        matches!(
+            e,
+            AttachError::Layout(LayoutError::ControlSizeMismatch {
+                actual: 0x1000_0000_0000_0000,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn garbage_descriptor() {
     let r = real();
     let c = || memfd(&r.words.to_bytes(), r.control_len, SEALS);
