@@ -45,14 +45,16 @@
 //! did not survive the fork. A child forked while another thread held the
 //! lock never gets it: its sleeps fall back to the timeout.
 //!
-//! A nudge of a futex sleeper is a `FUTEX_WAKE` of its word, and a peer
-//! that maps the word can move the wait somewhere no wake reaches
-//! (`FUTEX_CMP_REQUEUE` onto a futex of its own). So futex sleeps, plain
-//! and io_uring, carry a timeout of two guards after all (`Sleeper::sleep`),
-//! which costs part of what this thread saves (futex wake-ups 1.05 ->
-//! 1.07x a bare futex wake, eight alternating runs of `shmcast-bench
-//! --quick --only notify`); the thread still ends them within one guard.
-//! Eventfd sleepers need no such timeout: their `poll` cannot be moved.
+//! A peer that maps a futex word can move a wait on it somewhere no
+//! `FUTEX_WAKE` reaches (`FUTEX_CMP_REQUEUE` onto a futex of its own). So
+//! an io_uring sleeper is nudged with a `MSG_RING` into its ring (from a
+//! ring of this thread's own), which reaches it wherever its `FUTEX_WAIT`
+//! went and makes it arm a new one; a plain futex sleep carries a timeout
+//! of two guards after all (`Sleeper::sleep`), which costs part of what
+//! this thread saves (futex wake-ups 1.05 -> 1.07x a bare futex wake,
+//! eight alternating runs of `shmcast-bench --quick --only notify`; the
+//! same timer on io_uring sleeps cost them 1.10 -> 1.12x). Eventfd
+//! sleepers need neither: their `poll` cannot be moved.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicU32;

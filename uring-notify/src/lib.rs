@@ -31,9 +31,11 @@
 //! thread per process enforces the guard (no timer per sleep; see the
 //! `guard` module's source for why and what it measured), except for
 //! `MSG_RING` sleepers on kernels without io_uring futex ops, which nothing
-//! but their ring reaches: they sleep with a timeout. Futex waits (plain
-//! and io_uring) also carry a timeout of two guards: a peer can move them
-//! off their word (`FUTEX_CMP_REQUEUE`), out of reach of every wake.
+//! but their ring reaches, on kernels without `MSG_RING` either: they
+//! sleep with a timeout. A peer can move a futex wait off its word
+//! (`FUTEX_CMP_REQUEUE`), out of reach of every wake: so the guard thread
+//! nudges io_uring sleepers with `MSG_RING`, and plain futex waits also
+//! carry a timeout of two guards.
 //!
 //! Facts that shaped this (measured on kernel 6.18, 2-vCPU VM, DESIGN.md):
 //! a cross-CPU wake costs ~6–7 µs whatever the primitive, so the

@@ -77,7 +77,9 @@ pub struct Sleeper {
 /// What a watch wakes and how often: the futex word's address (kept
 /// mapped by the ring clone the watch holds, so no other word can take
 /// it), the bitset and the guard.
-type WatchKey = (usize, u32, Duration);
+/// What a watch was made for: the futex word and bitset it wakes, the
+/// guard, and the io_uring ring it posts into (its number plus one; 0: none).
+type WatchKey = (usize, u32, Duration, u64);
 
 impl Sleeper {
     /// A sleeper of `kind`. `eventfds` is the channel's eventfd table (one
@@ -211,15 +213,17 @@ impl Sleeper {
         };
         let asleep = watch.as_ref().and_then(|(_, t)| t.begin());
         // The cap on this sleep, if any: the guard where no watch keeps it;
-        // BACKSTOP_GUARDS guards where one does and the sleep is a futex
-        // wait (plain or io_uring), since the watch's nudge is then a wake
-        // of the futex word, and a peer can move our wait off that word
-        // (FUTEX_CMP_REQUEUE onto a futex of its own), out of reach of every
-        // wake. An eventfd sleeper's `poll` cannot be moved, and its nudge
-        // is a write to its private eventfd. A cap that ends the sleep reads
-        // as a spurious wake-up.
-        let polls = matches!(&self.imp, Imp::Eventfd(fds, _) if fds.get(id.index()).is_some());
-        let cap = match (long, asleep.is_some(), polls) {
+        // BACKSTOP_GUARDS guards where one does with a `FUTEX_WAKE` of our
+        // word as its nudge, since a peer can move our futex wait off that
+        // word (FUTEX_CMP_REQUEUE onto a futex of its own), out of reach of
+        // every wake; none where the nudge reaches us wherever the wait
+        // went: an eventfd sleeper's `poll` cannot be moved (its nudge is a
+        // write to its private eventfd), and an io_uring sleeper's nudge is
+        // a `MSG_RING` into its ring. A cap that ends the sleep reads as a
+        // spurious wake-up.
+        let reached = matches!(&self.imp, Imp::Eventfd(fds, _) if fds.get(id.index()).is_some())
+            || watch.as_ref().is_some_and(|((.., ring), _)| *ring != 0);
+        let cap = match (long, asleep.is_some(), reached) {
             (false, _, _) | (true, true, true) => None,
             (true, false, _) => Some(guard),
             (true, true, false) => Some(guard.saturating_mul(BACKSTOP_GUARDS)),
@@ -285,6 +289,7 @@ impl Sleeper {
             word.map_or(0, |w| w as *const AtomicU32 as usize),
             futex_bitset(token, id),
             self.guard,
+            self.nudge_ring().map_or(0, |w| w.number() + 1),
         );
         match self.watch.take() {
             Some((k, ticket)) if k == key => Some((k, ticket)),
@@ -295,10 +300,11 @@ impl Sleeper {
         }
     }
 
-    /// How the guard thread wakes this sleeper: a `FUTEX_WAKE` of its word
-    /// with its bitset (which also completes an io_uring `FUTEX_WAIT` armed
-    /// on it). `None` where that does not reach it: a `MSG_RING` sleeper
-    /// without io_uring futex ops waits on its ring alone. An eventfd
+    /// How the guard thread wakes this sleeper. An io_uring sleeper (on a
+    /// kernel with `MSG_RING`): a `MSG_RING` into its ring. Otherwise a
+    /// `FUTEX_WAKE` of its word with its bitset, or `None` where that does
+    /// not reach it: a `MSG_RING` sleeper without io_uring futex ops waits
+    /// on its ring alone. An eventfd
     /// sleeper polls its channel eventfd and a private one, which the guard
     /// thread writes: not the channel's, which every peer shares (one open
     /// file description), so a peer could clear its `O_NONBLOCK` and fill
@@ -310,6 +316,14 @@ impl Sleeper {
         id: SubscriberId,
         token: &WaitToken<'_>,
     ) -> Option<guard::Nudge> {
+        if let Some(w) = self.nudge_ring() {
+            // The ring's own fd, kept open by the watch (a dup: the waiter
+            // may be re-made and its fd number reused).
+            let fd: OwnedFd = rustix::io::dup(w.borrowed_fd()).ok()?;
+            return Some(Box::new(move || {
+                crate::uring::nudge_ring(std::os::fd::AsRawFd::as_raw_fd(&fd))
+            }));
+        }
         match &mut self.imp {
             Imp::Eventfd(fds, private) if fds.get(id.index()).is_some() => {
                 if private.is_none() {
@@ -338,6 +352,16 @@ impl Sleeper {
                     }
                 }))
             }
+        }
+    }
+
+    /// The io_uring ring the guard thread nudges with `MSG_RING`, where
+    /// there is one: this thread's ring, on kernels with the op. Such a
+    /// nudge reaches the sleeper whatever became of its `FUTEX_WAIT`.
+    fn nudge_ring(&self) -> Option<&RingWaiter> {
+        match &self.imp {
+            Imp::Ring(Some(w)) if w.on_owner_thread() && probe().msg_ring_op => Some(w),
+            _ => None,
         }
     }
 

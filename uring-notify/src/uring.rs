@@ -29,6 +29,45 @@ const FUTEX_TAG: u64 = 0x5348_4d43_4657_4149; // "SHMCFWAI"
 /// completion, posted only if the cancel fails, is not a wake).
 const CANCEL_TAG: u64 = 0x5348_4d43_4341_4e43; // "SHMCCANC"
 
+/// `user_data` of the guard thread's `MSG_RING` nudge (see [`nudge_ring`]).
+/// (Far from `FUTEX_TAG`'s range of arm numbers.)
+const NUDGE_TAG: u64 = 0x4e55_4447_5348_4d43; // "NUDGSHMC"
+
+/// Rings made so far in this process: each [`RingWaiter`] has its own
+/// number (an fd number may be reused by a later ring).
+static RINGS_MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Post a nudge into the ring `target` with `MSG_RING`, from a ring of the
+/// calling thread's own (the guard thread's): it ends the sleep of whoever
+/// waits in `target` whatever became of its `FUTEX_WAIT` (a peer can move
+/// that off its word with `FUTEX_CMP_REQUEUE`, where a `FUTEX_WAKE` does
+/// not reach it). The sleeper then re-arms its `FUTEX_WAIT`.
+pub(crate) fn nudge_ring(target: RawFd) {
+    thread_local! {
+        static SOURCE: std::cell::RefCell<Option<IoUring>> = const { std::cell::RefCell::new(None) };
+    }
+    SOURCE.with(|source| {
+        let mut source = source.borrow_mut();
+        if source.is_none() {
+            *source = IoUring::new(8).ok();
+        }
+        let Some(ring) = source.as_mut() else {
+            return;
+        };
+        // Completions are posted only for failures (a target gone): drop
+        // them, the guard looks again in half a guard.
+        ring.completion().for_each(drop);
+        let sqe = opcode::MsgRingData::new(types::Fd(target), 0, NUDGE_TAG, None)
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS);
+        // SAFETY: a MSG_RING SQE points at no memory; `target` stays open
+        // until `submit` returns (the caller holds it).
+        if unsafe { ring.submission().push(&sqe) }.is_ok() {
+            let _ = ring.submit();
+        }
+    });
+}
+
 /// The value eventfd writes carry: 'static, so it outlives every SQE.
 static ONE: u64 = 1;
 
@@ -84,6 +123,8 @@ pub struct RingWaiter {
     /// Requests armed so far: each gets its own `user_data`, so that the
     /// completion of an abandoned one is not taken for the current one's.
     arms: u32,
+    /// This ring's number in the process (see [`RINGS_MADE`]).
+    number: u64,
 }
 
 impl std::fmt::Debug for RingWaiter {
@@ -134,6 +175,7 @@ impl RingWaiter {
             futex_op,
             armed: None,
             arms: 0,
+            number: RINGS_MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         if let Ok(mut s) = own_rings().lock() {
             s.insert(w.fd());
@@ -144,6 +186,18 @@ impl RingWaiter {
     /// The ring's fd (what a `MSG_RING` producer targets).
     pub fn fd(&self) -> RawFd {
         self.ring.as_raw_fd()
+    }
+
+    /// The ring's fd, borrowed.
+    pub(crate) fn borrowed_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // The io-uring version in use implements `AsRawFd` only.
+        // SAFETY: the fd is the ring's own, open while `self` lives.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.ring.as_raw_fd()) }
+    }
+
+    /// A number no other ring of this process had.
+    pub(crate) fn number(&self) -> u64 {
+        self.number
     }
 
     /// Whether the calling thread is the one that created the ring
@@ -222,9 +276,10 @@ impl RingWaiter {
                 }
                 None => self.ring.submit_and_wait(1),
             };
-            let mut woke = false;
+            let (mut woke, mut nudged) = (false, false);
             for cqe in self.ring.completion() {
                 let tag = cqe.user_data();
+                nudged |= tag == NUDGE_TAG;
                 let current = self.armed.is_some_and(|(_, _, t)| t == tag);
                 // Not wakes: a failed cancel, and the end of a FUTEX_WAIT
                 // we abandoned (cancelled, or armed anew elsewhere).
@@ -236,6 +291,11 @@ impl RingWaiter {
                 if current {
                     self.armed = None;
                 }
+            }
+            if nudged {
+                // The guard's nudge: our FUTEX_WAIT may have been moved
+                // where no wake reaches it. Arm a new one next time.
+                self.disarm();
             }
             if woke {
                 return Ok(());
