@@ -230,9 +230,9 @@ mod wide {
 pub(crate) fn prefetch_for_write(p: *const u8) {
     #[cfg(all(target_arch = "x86_64", not(miri), not(fuzzing)))]
     if prefetchw::usable() {
-        // SAFETY: PREFETCHW never faults, whatever the address, and
-        // changes no register, flag or memory contents, only where the
-        // line is cached; the CPU has it (checked above).
+        // PREFETCHW never faults, whatever the address, and changes no
+        // register, flag or memory contents, only where the line is cached.
+        // SAFETY: a hint (above), on a CPU that has it (checked above).
         unsafe {
             core::arch::asm!(
                 "prefetchw [{}]",
