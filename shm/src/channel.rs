@@ -474,6 +474,7 @@ pub fn attach_with(
             RefuseReason::PermissionDenied => AttachError::PermissionDenied { role, uid, mode },
             RefuseReason::Destroyed => AttachError::Destroyed,
             RefuseReason::BadRequest => AttachError::Refused { code: 3 },
+            RefuseReason::Busy => AttachError::ServerBusy,
             RefuseReason::Other(code) => AttachError::Refused { code },
         }),
         Message::Hello { .. } | Message::Eventfds { .. } => Err(AttachError::Handshake(

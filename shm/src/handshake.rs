@@ -47,6 +47,8 @@ pub enum RefuseReason {
     Destroyed,
     /// The request was not a valid `Hello`.
     BadRequest,
+    /// Too many attaches of the client's uid are in progress.
+    Busy,
     /// A code this version does not know.
     Other(u8),
 }
@@ -57,6 +59,7 @@ impl RefuseReason {
             RefuseReason::PermissionDenied => 1,
             RefuseReason::Destroyed => 2,
             RefuseReason::BadRequest => 3,
+            RefuseReason::Busy => 4,
             RefuseReason::Other(c) => c,
         }
     }
@@ -65,6 +68,7 @@ impl RefuseReason {
             1 => RefuseReason::PermissionDenied,
             2 => RefuseReason::Destroyed,
             3 => RefuseReason::BadRequest,
+            4 => RefuseReason::Busy,
             c => RefuseReason::Other(c),
         }
     }

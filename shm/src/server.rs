@@ -2,16 +2,19 @@
 //! attach requests on the channel's abstract unix socket.
 //!
 //! Each request is one `Hello` packet; the answer is a `Welcome` with the two
-//! fds or a `Refused`. A client gets 500 ms to send its `Hello` (one the
-//! mode bits grant nothing, 50 ms), so a silent or slow client delays
-//! others by at most that, and never forever. The thread
-//! stops when the channel is dropped or destroyed (an eventfd wakes its
-//! `poll`).
+//! fds or a `Refused`. Every connection in progress is polled at once, each
+//! with its own deadline: 500 ms to send its `Hello` (50 ms for a peer the
+//! mode bits grant nothing), so a silent client delays nobody else. At most
+//! [`PENDING_PER_UID`] attaches of one uid are in progress at a time (more
+//! are refused as busy at once), so a local user who opens connections and
+//! says nothing crowds out only itself. Answers are sent without blocking:
+//! a client that does not read its own loses it. The thread stops when the
+//! channel is dropped or destroyed (an eventfd wakes its `poll`).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
 use rustix::io::Errno;
@@ -154,96 +157,178 @@ impl Drop for Server {
     }
 }
 
+/// Attaches of one uid in progress at once: a local user who opens
+/// connections and says nothing holds up its own attaches, not others'.
+const PENDING_PER_UID: usize = 8;
+
+/// Attaches in progress at once, all uids.
+const PENDING_MAX: usize = 256;
+
+/// An attach in progress: accepted, its `Hello` not read yet.
+struct Pending {
+    conn: OwnedFd,
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+    deadline: Instant,
+}
+
+/// The server loop: every connection in progress is polled at once (with
+/// a deadline each), so a client that says nothing delays nobody else.
 fn serve(sock: OwnedFd, stop: OwnedFd, shared: Arc<Shared>) {
+    // Accept without blocking: the loop drains the backlog when the
+    // listener is readable and must not hang on a connection gone since.
+    let _ = rustix::fs::fcntl_setfl(&sock, rustix::fs::OFlags::NONBLOCK);
+    let mut pending: Vec<Pending> = Vec::new();
     loop {
-        let mut fds = [
-            PollFd::new(&sock, PollFlags::IN),
-            PollFd::new(&stop, PollFlags::IN),
-        ];
-        match poll(&mut fds, None) {
-            Ok(_) => {}
-            Err(Errno::INTR) => continue,
-            Err(_) => return,
-        }
-        if !fds[1].revents().is_empty() {
+        let now = Instant::now();
+        // Clients out of time: those the mode bits grant nothing get their
+        // refusal (they may not have sent anything: closing would reset
+        // the connection under it); the others are dropped.
+        pending.retain(|p| {
+            if p.deadline > now {
+                return true;
+            }
+            if !shared.grants_anything(p) {
+                refuse(p, &shared, RefuseReason::PermissionDenied);
+            }
+            false
+        });
+        let wait = pending
+            .iter()
+            .map(|p| p.deadline.saturating_duration_since(now))
+            .min()
+            .and_then(|d| rustix::event::Timespec::try_from(d).ok());
+        let (stopped, incoming, ready) = {
+            let mut fds = Vec::with_capacity(pending.len() + 2);
+            fds.push(PollFd::new(&sock, PollFlags::IN));
+            fds.push(PollFd::new(&stop, PollFlags::IN));
+            fds.extend(pending.iter().map(|p| PollFd::new(&p.conn, PollFlags::IN)));
+            match poll(&mut fds, wait.as_ref()) {
+                Ok(_) => {}
+                Err(Errno::INTR) => continue,
+                Err(_) => return,
+            }
+            let ready: Vec<usize> = fds[2..]
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| !f.revents().is_empty())
+                .map(|(i, _)| i)
+                .collect();
+            (
+                !fds[1].revents().is_empty(),
+                !fds[0].revents().is_empty(),
+                ready,
+            )
+        };
+        if stopped {
             return;
         }
-        if fds[0].revents().is_empty() {
-            continue;
+        // Highest index first, so the lower ones stay where they are.
+        for i in ready.into_iter().rev() {
+            let p = pending.swap_remove(i);
+            answer(&p, &shared);
         }
-        match accept_with(&sock, SocketFlags::CLOEXEC) {
-            Ok(conn) => answer(&conn, &shared),
-            Err(Errno::INTR | Errno::AGAIN | Errno::CONNABORTED) => {}
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        if incoming {
+            accept_all(&sock, &shared, &mut pending);
         }
     }
 }
 
-/// Answer one client. Errors just drop the connection: the client sees the
-/// close and reports it.
-fn answer(conn: &OwnedFd, shared: &Shared) {
-    let _ = sockopt::set_socket_timeout(conn, sockopt::Timeout::Recv, Some(CLIENT_TIMEOUT));
-    let _ = sockopt::set_socket_timeout(conn, sockopt::Timeout::Send, Some(CLIENT_TIMEOUT));
-    // A peer the mode bits grant nothing at all gets only a short wait for
-    // its request (read so that closing does not reset the connection
-    // under our answer), then its refusal.
-    let groups = fd_passing::peer_groups(conn.as_fd());
-    if let Ok(cred) = sockopt::socket_peercred(conn) {
-        let (uid, gid) = (cred.uid.as_raw(), cred.gid.as_raw());
-        if !shared.policy.allows(uid, gid, &groups, Role::Recv)
-            && !shared.policy.allows(uid, gid, &groups, Role::Send)
-        {
-            let _ =
-                sockopt::set_socket_timeout(conn, sockopt::Timeout::Recv, Some(NO_RIGHTS_TIMEOUT));
-            let mut buf = [0u8; MAX_LEN + 1];
-            let _ = recv_retrying(conn.as_fd(), &mut buf);
-            let msg = Message::Refused {
-                reason: RefuseReason::PermissionDenied,
-                uid,
-                mode: shared.policy.mode,
-            };
-            let _ = fd_passing::send_with_fds(conn.as_fd(), &msg.encode(), &[]);
-            return;
+/// Take every connection waiting in the backlog.
+fn accept_all(sock: &OwnedFd, shared: &Shared, pending: &mut Vec<Pending>) {
+    loop {
+        let conn = match accept_with(sock, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) {
+            Ok(c) => c,
+            Err(Errno::INTR | Errno::CONNABORTED) => continue,
+            // EAGAIN: the backlog is empty. Anything else (EMFILE...):
+            // try again at the next wake-up.
+            Err(_) => return,
+        };
+        let Ok(cred) = sockopt::socket_peercred(&conn) else {
+            continue;
+        };
+        let p = Pending {
+            groups: fd_passing::peer_groups(conn.as_fd()),
+            conn,
+            uid: cred.uid.as_raw(),
+            gid: cred.gid.as_raw(),
+            deadline: Instant::now(),
+        };
+        let mine = pending.iter().filter(|q| q.uid == p.uid).count();
+        if mine >= PENDING_PER_UID || pending.len() >= PENDING_MAX {
+            refuse(&p, shared, RefuseReason::Busy);
+            continue;
         }
+        let grace = if shared.grants_anything(&p) {
+            CLIENT_TIMEOUT
+        } else {
+            NO_RIGHTS_TIMEOUT
+        };
+        pending.push(Pending {
+            deadline: p.deadline + grace,
+            ..p
+        });
     }
+}
+
+impl Shared {
+    /// Whether the mode bits grant `p`'s peer any role at all.
+    fn grants_anything(&self, p: &Pending) -> bool {
+        [Role::Recv, Role::Send]
+            .into_iter()
+            .any(|r| self.policy.allows(p.uid, p.gid, &p.groups, r))
+    }
+}
+
+/// Send `p`'s client a refusal (without waiting: a client that does not
+/// read gets nothing). Its request, if it came, is read first: a unix
+/// socket closed with unread data resets its peer, which would then see
+/// `ECONNRESET` instead of the refusal.
+fn refuse(p: &Pending, shared: &Shared, reason: RefuseReason) {
     let mut buf = [0u8; MAX_LEN + 1];
-    let Ok(packet) = recv_retrying(conn.as_fd(), &mut buf) else {
+    let _ = recv_retrying(p.conn.as_fd(), &mut buf);
+    let msg = Message::Refused {
+        reason,
+        uid: p.uid,
+        mode: shared.policy.mode,
+    };
+    let _ = fd_passing::send_with_fds(p.conn.as_fd(), &msg.encode(), &[]);
+}
+
+/// Answer one client whose request came (or whose connection ended). The
+/// connection is non-blocking: a client that does not read its answer
+/// loses it, and nobody waits for it.
+fn answer(p: &Pending, shared: &Shared) {
+    let mut buf = [0u8; MAX_LEN + 1];
+    let Ok(packet) = recv_retrying(p.conn.as_fd(), &mut buf) else {
         return;
     };
     // Fds from a client are never wanted (refused by the kernel where it
     // can): the packet hands any that came to `close_later` when it drops.
-    let Ok(cred) = sockopt::socket_peercred(conn) else {
+    if !shared.grants_anything(p) {
+        refuse(p, shared, RefuseReason::PermissionDenied);
         return;
-    };
-    let (uid, gid) = (cred.uid.as_raw(), cred.gid.as_raw());
-    let refuse = |reason| {
-        Message::Refused {
-            reason,
-            uid,
-            mode: shared.policy.mode,
-        }
-        .encode()
-    };
+    }
     let len = packet.len.min(buf.len());
     let role = match Message::decode(&buf[..len]) {
         Ok(Message::Hello { role }) if !packet.truncated => role,
         _ => {
-            let _ = fd_passing::send_with_fds(conn.as_fd(), &refuse(RefuseReason::BadRequest), &[]);
+            refuse(p, shared, RefuseReason::BadRequest);
             return;
         }
     };
     if shared.ring.is_closed() {
-        let _ = fd_passing::send_with_fds(conn.as_fd(), &refuse(RefuseReason::Destroyed), &[]);
+        refuse(p, shared, RefuseReason::Destroyed);
         return;
     }
-    if !shared.policy.allows(uid, gid, &groups, role) {
-        let _ =
-            fd_passing::send_with_fds(conn.as_fd(), &refuse(RefuseReason::PermissionDenied), &[]);
+    if !shared.policy.allows(p.uid, p.gid, &p.groups, role) {
+        refuse(p, shared, RefuseReason::PermissionDenied);
         return;
     }
     let (msg, fds) = shared.welcome(role);
-    if fd_passing::send_with_fds(conn.as_fd(), &msg.encode(), &fds).is_ok() {
-        let _ = shared.send_eventfds(conn.as_fd());
+    if fd_passing::send_with_fds(p.conn.as_fd(), &msg.encode(), &fds).is_ok() {
+        let _ = shared.send_eventfds(p.conn.as_fd());
     }
 }
 

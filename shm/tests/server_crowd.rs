@@ -1,0 +1,121 @@
+//! The rendezvous server under a crowd of silent connections: a local user
+//! who opens many and says nothing crowds out only its own attaches.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::unique;
+use rustix::net::{connect, socket_with, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use shmcast::{attach, AttachError, ChannelBuilder, Role};
+
+const CROWD_ENV: &str = "SHMCAST_TEST_CROWD";
+
+/// A connection to channel `name`'s server that never says anything.
+fn silent_connection(name: &str) -> OwnedFd {
+    let sock = socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let mut addr = b"shmcast/".to_vec();
+    addr.extend_from_slice(name.as_bytes());
+    connect(&sock, &SocketAddrUnix::new_abstract_name(&addr).unwrap()).unwrap();
+    sock
+}
+
+#[test]
+fn one_uid_gets_at_most_eight_attaches_in_progress() {
+    let ch = ChannelBuilder::new(unique("crowd8")).create().unwrap();
+    let silent: Vec<OwnedFd> = (0..8).map(|_| silent_connection(ch.name())).collect();
+    // Let the server take all eight in.
+    std::thread::sleep(Duration::from_millis(100));
+    let e = attach(ch.name(), Role::Recv).unwrap_err();
+    assert!(matches!(e, AttachError::ServerBusy), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "the channel's server is busy with other attaches of this user; try again later"
+    );
+    drop(silent);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(attach(ch.name(), Role::Recv).unwrap().role(), Role::Recv);
+}
+
+#[test]
+fn silent_connections_of_another_user_do_not_delay_an_attach() {
+    if !rustix::process::getuid().is_root() {
+        eprintln!("skipped: switching to another uid needs root");
+        return;
+    }
+    let ch = ChannelBuilder::new(unique("crowd"))
+        .permissions(0o666)
+        .create()
+        .unwrap();
+    // 200 silent connections from uid 65534, kept open for 10 s: served
+    // one after the other, they would hold the server up for 100 s.
+    let mut crowd = Command::new(std::env::current_exe().unwrap());
+    crowd
+        .args([
+            "--exact",
+            "crowd_of_silent_connections",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CROWD_ENV, ch.name())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        crowd.pre_exec(|| {
+            for r in [
+                libc::setgroups(0, std::ptr::null()),
+                libc::setgid(65534),
+                libc::setuid(65534),
+            ] {
+                if r != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        })
+    };
+    let mut crowd = crowd.spawn().unwrap();
+    let mut out = BufReader::new(crowd.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("connected") {
+        line.clear();
+        assert_ne!(
+            out.read_line(&mut line).unwrap(),
+            0,
+            "the crowd ended early"
+        );
+    }
+    let t0 = Instant::now();
+    let at = attach(ch.name(), Role::Both);
+    let took = t0.elapsed();
+    let _ = crowd.kill();
+    let _ = crowd.wait();
+    assert_eq!(at.unwrap().role(), Role::Both);
+    assert!(took < Duration::from_secs(1), "attach took {took:?}");
+}
+
+/// The crowd (run by the test above as a process of another uid).
+#[test]
+#[ignore = "the crowd process of the test above"]
+fn crowd_of_silent_connections() {
+    let Ok(name) = std::env::var(CROWD_ENV) else {
+        return;
+    };
+    let conns: Vec<OwnedFd> = (0..200).map(|_| silent_connection(&name)).collect();
+    println!("connected {}", conns.len());
+    std::thread::sleep(Duration::from_secs(10));
+    drop(conns);
+}
