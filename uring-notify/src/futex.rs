@@ -53,6 +53,70 @@ pub fn wait(
     }
 }
 
+/// Whether `futex_waitv` works here (cleared at its first `ENOSYS`).
+static WAITV: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether [`wait_or_nudged`] may be used.
+pub(crate) fn waitv_works() -> bool {
+    // Relaxed: a stale `true` costs one more ENOSYS, answered by a fallback.
+    WAITV.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sleep until `word` is woken (any bitset) or `nudge` is: one
+/// `futex_waitv` (Linux 5.16+) on the shared `word` while it holds
+/// `expected` and on the process-private `nudge` while it holds
+/// `nudge_expected`. A peer can move the wait on `word` elsewhere
+/// (`FUTEX_CMP_REQUEUE`), but not the one on `nudge`, a word of our own
+/// memory that only [`nudge`] wakes. Returns as [`wait`] does; `ENOSYS`
+/// where the kernel has no `futex_waitv`.
+pub(crate) fn wait_or_nudged(
+    word: &AtomicU32,
+    expected: u32,
+    nudge: &AtomicU32,
+    nudge_expected: u32,
+    timeout: Option<Duration>,
+) -> Result<(), Errno> {
+    let mut waiters = [futex::Wait::new(), futex::Wait::new()];
+    waiters[0].val = expected.into();
+    waiters[0].uaddr = futex::WaitPtr::new(word.as_ptr().cast());
+    waiters[0].flags = futex::WaitFlags::SIZE_U32;
+    waiters[1].val = nudge_expected.into();
+    waiters[1].uaddr = futex::WaitPtr::new(nudge.as_ptr().cast());
+    waiters[1].flags = futex::WaitFlags::SIZE_U32 | futex::WaitFlags::PRIVATE;
+    // futex_waitv takes an absolute deadline.
+    let deadline = timeout.map(|t| {
+        let now = clock_gettime(ClockId::Monotonic);
+        let now = Duration::new(now.tv_sec as u64, now.tv_nsec as u32);
+        timespec(now.saturating_add(t))
+    });
+    match futex::waitv(
+        &waiters,
+        futex::WaitvFlags::empty(),
+        deadline.as_ref(),
+        ClockId::Monotonic,
+    ) {
+        Ok(_) | Err(Errno::AGAIN) | Err(Errno::INTR) => Ok(()),
+        Err(Errno::TIMEDOUT) => Err(Errno::TIMEDOUT),
+        Err(Errno::NOSYS) => {
+            WAITV.store(false, std::sync::atomic::Ordering::Relaxed);
+            Err(Errno::NOSYS)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Wake whoever sleeps on the process-private `nudge` word in
+/// [`wait_or_nudged`] (after changing it, so that one about to sleep does
+/// not).
+pub(crate) fn nudge(nudge: &AtomicU32) {
+    // Relaxed: the kernel orders the change before the wake against the
+    // sleeper's check of the word (the futex barrier pair: a sleeper that
+    // checked before the change is queued and woken, one after it sees
+    // the new value and does not sleep).
+    nudge.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let _ = futex::wake(nudge, Flags::PRIVATE, i32::MAX as u32);
+}
+
 /// `futex(word, FUTEX_WAKE_BITSET, n, bitset)`: wake up to `n` waiters
 /// whose bitset meets `bitset`. Returns how many were woken.
 #[doc(alias = "FUTEX_WAKE_BITSET")]

@@ -49,12 +49,17 @@
 //! `FUTEX_WAKE` reaches (`FUTEX_CMP_REQUEUE` onto a futex of its own). So
 //! an io_uring sleeper is nudged with a `MSG_RING` into its ring (from a
 //! ring of this thread's own), which reaches it wherever its `FUTEX_WAIT`
-//! went and makes it arm a new one; a plain futex sleep carries a timeout
+//! went and makes it arm a new one; a futex sleeper with no bitset of its
+//! own waits with `futex_waitv` on its word and on a private word of its
+//! process that the nudge also wakes (`futex::wait_or_nudged`). Broadcast
+//! futex sleepers (per-receiver bitsets, which `futex_waitv` lacks), and
+//! every futex sleeper on a kernel without `futex_waitv`, carry a timeout
 //! of two guards after all (`Sleeper::sleep`), which costs part of what
 //! this thread saves (futex wake-ups 1.05 -> 1.07x a bare futex wake,
 //! eight alternating runs of `shmcast-bench --quick --only notify`; the
-//! same timer on io_uring sleeps cost them 1.10 -> 1.12x). Eventfd
-//! sleepers need neither: their `poll` cannot be moved.
+//! same timer on io_uring sleeps cost them 1.10 -> 1.12x; `futex_waitv`
+//! cost nothing measurable). Eventfd sleepers need none of this: their
+//! `poll` cannot be moved.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicU32;

@@ -34,8 +34,9 @@
 //! but their ring reaches, on kernels without `MSG_RING` either: they
 //! sleep with a timeout. A peer can move a futex wait off its word
 //! (`FUTEX_CMP_REQUEUE`), out of reach of every wake: so the guard thread
-//! nudges io_uring sleepers with `MSG_RING`, and plain futex waits also
-//! carry a timeout of two guards.
+//! nudges io_uring sleepers with `MSG_RING`, futex sleepers also wait on a
+//! private word of their own (`futex_waitv`) that the nudge wakes, and
+//! broadcast futex sleepers (bitsets) carry a timeout of two guards.
 //!
 //! Facts that shaped this (measured on kernel 6.18, 2-vCPU VM, DESIGN.md):
 //! a cross-CPU wake costs ~6–7 µs whatever the primitive, so the

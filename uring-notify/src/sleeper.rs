@@ -4,6 +4,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustix::io::Errno;
 use shmcast_core::atomic::AtomicU32;
 use shmcast_core::layout::SLEEPING_RELAYS;
 use shmcast_core::{Regions, Ring, SubscriberId, WaitToken};
@@ -72,6 +73,10 @@ pub struct Sleeper {
     /// The fork epoch its io_uring ring, private eventfd and watch belong
     /// to (see [`Sleeper::forked`]).
     epoch: u64,
+    /// A word of this process's own memory that a futex sleeper also waits
+    /// on (`futex_waitv`) and the guard thread's nudge wakes: a peer can
+    /// move a wait on the shared word, not on this one.
+    nudge_word: Arc<AtomicU32>,
 }
 
 /// What a watch wakes and how often: the futex word's address (kept
@@ -97,6 +102,7 @@ impl Sleeper {
             guard: WAKE_GUARD,
             watch: None,
             epoch: guard::epoch(),
+            nudge_word: Arc::new(AtomicU32::new(0)),
         })
     }
 
@@ -214,15 +220,19 @@ impl Sleeper {
         let asleep = watch.as_ref().and_then(|(_, t)| t.begin());
         // The cap on this sleep, if any: the guard where no watch keeps it;
         // BACKSTOP_GUARDS guards where one does with a `FUTEX_WAKE` of our
-        // word as its nudge, since a peer can move our futex wait off that
-        // word (FUTEX_CMP_REQUEUE onto a futex of its own), out of reach of
-        // every wake; none where the nudge reaches us wherever the wait
-        // went: an eventfd sleeper's `poll` cannot be moved (its nudge is a
-        // write to its private eventfd), and an io_uring sleeper's nudge is
-        // a `MSG_RING` into its ring. A cap that ends the sleep reads as a
-        // spurious wake-up.
+        // word as its only way in, since a peer can move our futex wait off
+        // that word (FUTEX_CMP_REQUEUE onto a futex of its own), out of
+        // reach of every wake; none where the nudge reaches us wherever the
+        // wait went: an eventfd sleeper's `poll` cannot be moved (its nudge
+        // is a write to its private eventfd), an io_uring sleeper's nudge
+        // is a `MSG_RING` into its ring, and a futex sleeper without a
+        // bitset of its own also waits on `nudge_word` (`futex_waitv`). A
+        // cap that ends the sleep reads as a spurious wake-up.
         let reached = matches!(&self.imp, Imp::Eventfd(fds, _) if fds.get(id.index()).is_some())
-            || watch.as_ref().is_some_and(|((.., ring), _)| *ring != 0);
+            || watch.as_ref().is_some_and(|((.., ring), _)| *ring != 0)
+            || (matches!(self.imp, Imp::Futex | Imp::Eventfd(..))
+                && futex_bitset(token, id) == futex::MATCH_ANY
+                && futex::waitv_works());
         let cap = match (long, asleep.is_some(), reached) {
             (false, _, _) | (true, true, true) => None,
             (true, false, _) => Some(guard),
@@ -341,6 +351,7 @@ impl Sleeper {
                 let ring = ring.clone();
                 let shared = token.is_shared();
                 let bitset = futex_bitset(token, id);
+                let own = self.nudge_word.clone();
                 Some(Box::new(move || {
                     let word = if shared {
                         Some(ring.broadcast_wake_word())
@@ -350,6 +361,7 @@ impl Sleeper {
                     if let Some(w) = word {
                         let _ = futex::wake(w, i32::MAX as u32, bitset);
                     }
+                    futex::nudge(&own);
                 }))
             }
         }
@@ -377,8 +389,29 @@ impl Sleeper {
         }
         let bitset = futex_bitset(token, id);
         let word: &AtomicU32 = token.word();
+        let own = &self.nudge_word;
+        let futex_wait = || {
+            if bitset == futex::MATCH_ANY && futex::waitv_works() {
+                // Relaxed: futex_waitv compares it in the kernel; a nudge
+                // after this load makes that compare fail (a spurious
+                // wake-up), one before it was for an earlier sleep.
+                let seen = own.load(std::sync::atomic::Ordering::Relaxed);
+                match futex::wait_or_nudged(word, token.expected(), own, seen, timeout) {
+                    Ok(()) => return Ok(()),
+                    Err(Errno::TIMEDOUT) => return Err(SleepError::Timeout),
+                    Err(Errno::NOSYS) => {}
+                    Err(errno) => {
+                        return Err(SleepError::Io {
+                            op: "futex_waitv",
+                            errno,
+                        })
+                    }
+                }
+            }
+            futex::wait(word, token.expected(), bitset, timeout)
+        };
         match &mut self.imp {
-            Imp::Futex => futex::wait(word, token.expected(), bitset, timeout),
+            Imp::Futex => futex_wait(),
             Imp::Eventfd(fds, nudge) => match fds.get(id.index()) {
                 Some(fd) => eventfd::wait_or_nudged(
                     fd.as_fd(),
@@ -386,7 +419,7 @@ impl Sleeper {
                     timeout,
                     || token.is_woken(),
                 ),
-                None => futex::wait(word, token.expected(), bitset, timeout),
+                None => futex_wait(),
             },
             Imp::Ring(slot) => {
                 let moved = slot.as_ref().is_none_or(|w| !w.on_owner_thread());
