@@ -379,13 +379,18 @@ pub fn attach_with(
 ) -> Result<Attachment, AttachError> {
     name::validate(name).map_err(AttachError::InvalidName)?;
     let io = |op| move |errno| AttachError::Io { op, errno };
-    let sock = socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .map_err(io("socket"))?;
+    // Whoever serves the name may queue packets with fds of its choice
+    // after its answer: closing the socket releases them, so it is closed
+    // aside.
+    let sock = fd_passing::PeerSocket::new(
+        socket_with(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(io("socket"))?,
+    );
     let addr = SocketAddrUnix::new_abstract_name(&name::socket_name(name))
         .map_err(io("socket address"))?;
     // One deadline for the whole attach: connect (which blocks while the

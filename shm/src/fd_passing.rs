@@ -60,15 +60,18 @@ impl Drop for Packet {
 /// waits for its daemon's answer to FLUSH; of a TCP socket with
 /// `SO_LINGER`, for its unsent data), and the peer chooses what it sends.
 /// Such a close then holds up only that thread (and the fds queued behind
-/// it), not an attach or the channel's server. Where the thread cannot be
-/// started, the fds are closed here.
+/// it, which stay open until it ends), not an attach or the channel's
+/// server. In a forked child (the parent's thread did not survive the
+/// fork) or where the thread cannot be started, each call gets a thread of
+/// its own, or closes here if even that fails.
 pub(crate) fn close_later(fds: Vec<OwnedFd>) {
     use std::sync::mpsc::{channel, Sender};
-    use std::sync::{Mutex, OnceLock};
-    static CLOSER: OnceLock<Option<Mutex<Sender<Vec<OwnedFd>>>>> = OnceLock::new();
+    use std::sync::OnceLock;
+    static CLOSER: OnceLock<Option<(u32, Sender<Vec<OwnedFd>>)>> = OnceLock::new();
     if fds.is_empty() {
         return;
     }
+    let pid = std::process::id();
     let closer = CLOSER.get_or_init(|| {
         let (tx, rx) = channel::<Vec<OwnedFd>>();
         std::thread::Builder::new()
@@ -79,16 +82,49 @@ pub(crate) fn close_later(fds: Vec<OwnedFd>) {
                 }
             })
             .ok()
-            .map(|_| Mutex::new(tx))
+            .map(|_| (pid, tx))
     });
-    let left = match closer {
-        Some(tx) => match tx.lock() {
-            Ok(tx) => tx.send(fds).err().map(|e| e.0),
-            Err(_) => Some(fds),
+    let fds = match closer {
+        Some((owner, tx)) if *owner == pid => match tx.send(fds) {
+            Ok(()) => return,
+            Err(e) => e.0,
         },
-        None => Some(fds),
+        _ => fds,
     };
-    drop(left);
+    let _ = std::thread::Builder::new()
+        .name("shmcast-closer".into())
+        .spawn(move || drop(fds));
+}
+
+/// A socket a peer could have queued packets with fds on: dropping it
+/// would release them (and maybe block, see [`close_later`]), so it is
+/// closed by [`close_later`].
+#[derive(Debug)]
+pub(crate) struct PeerSocket(Option<OwnedFd>);
+
+impl PeerSocket {
+    pub(crate) fn new(fd: OwnedFd) -> Self {
+        PeerSocket(Some(fd))
+    }
+}
+
+impl std::ops::Deref for PeerSocket {
+    type Target = OwnedFd;
+    fn deref(&self) -> &OwnedFd {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl std::os::fd::AsFd for PeerSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        (**self).as_fd()
+    }
+}
+
+impl Drop for PeerSocket {
+    fn drop(&mut self) {
+        close_later(self.0.take().into_iter().collect());
+    }
 }
 
 /// Refuse fds on `sock` and on the connections it accepts

@@ -161,16 +161,33 @@ impl Drop for Server {
 /// connections and says nothing holds up its own attaches, not others'.
 const PENDING_PER_UID: usize = 8;
 
-/// Attaches in progress at once, all uids.
+/// Attaches in progress at once, all uids. Past it, the uid with the most
+/// in progress loses its oldest (a user with many uids, e.g. subordinate
+/// ones, cannot lock the others out).
 const PENDING_MAX: usize = 256;
 
-/// An attach in progress: accepted, its `Hello` not read yet.
+/// Connections being turned away at once (each is given a moment for its
+/// request to arrive, so that the refusal is not lost to a reset); past
+/// this, more are closed without a word.
+const REFUSING_MAX: usize = 256;
+
+/// How long a connection being turned away is kept for its request.
+const REFUSE_GRACE: Duration = Duration::from_millis(50);
+
+/// After `accept` failed for want of fds or memory, the listener is left
+/// alone this long (it stays readable, and polling it would spin).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+
+/// A connection accepted and not answered yet.
 struct Pending {
-    conn: OwnedFd,
+    conn: fd_passing::PeerSocket,
     uid: u32,
     gid: u32,
     groups: Vec<u32>,
     deadline: Instant,
+    /// Being turned away, for this reason, once its request came or its
+    /// deadline passed.
+    refusal: Option<RefuseReason>,
 }
 
 /// The server loop: every connection in progress is polled at once (with
@@ -180,30 +197,46 @@ fn serve(sock: OwnedFd, stop: OwnedFd, shared: Arc<Shared>) {
     // listener is readable and must not hang on a connection gone since.
     let _ = rustix::fs::fcntl_setfl(&sock, rustix::fs::OFlags::NONBLOCK);
     let mut pending: Vec<Pending> = Vec::new();
+    let mut accept_after: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        // Clients out of time: those the mode bits grant nothing get their
-        // refusal (they may not have sent anything: closing would reset
-        // the connection under it); the others are dropped.
+        // Clients out of time: those being turned away, or that the mode
+        // bits grant nothing, get their refusal (they may not have sent
+        // anything: closing would reset the connection under it); the
+        // others are dropped.
         pending.retain(|p| {
             if p.deadline > now {
                 return true;
             }
-            if !shared.grants_anything(p) {
-                refuse(p, &shared, RefuseReason::PermissionDenied);
+            match p.refusal {
+                Some(reason) => refuse(p, &shared, reason),
+                None if !shared.grants_anything(p) => {
+                    refuse(p, &shared, RefuseReason::PermissionDenied)
+                }
+                None => {}
             }
             false
         });
+        if accept_after.is_some_and(|t| t <= now) {
+            accept_after = None;
+        }
         let wait = pending
             .iter()
-            .map(|p| p.deadline.saturating_duration_since(now))
+            .map(|p| p.deadline)
+            .chain(accept_after)
             .min()
+            .map(|t| t.saturating_duration_since(now))
             .and_then(|d| rustix::event::Timespec::try_from(d).ok());
         let (stopped, incoming, ready) = {
             let mut fds = Vec::with_capacity(pending.len() + 2);
-            fds.push(PollFd::new(&sock, PollFlags::IN));
+            let listen = if accept_after.is_some() {
+                PollFlags::empty()
+            } else {
+                PollFlags::IN
+            };
+            fds.push(PollFd::new(&sock, listen));
             fds.push(PollFd::new(&stop, PollFlags::IN));
-            fds.extend(pending.iter().map(|p| PollFd::new(&p.conn, PollFlags::IN)));
+            fds.extend(pending.iter().map(|p| PollFd::new(&*p.conn, PollFlags::IN)));
             match poll(&mut fds, wait.as_ref()) {
                 Ok(_) => {}
                 Err(Errno::INTR) => continue,
@@ -217,7 +250,7 @@ fn serve(sock: OwnedFd, stop: OwnedFd, shared: Arc<Shared>) {
                 .collect();
             (
                 !fds[1].revents().is_empty(),
-                !fds[0].revents().is_empty(),
+                fds[0].revents().contains(PollFlags::IN),
                 ready,
             )
         };
@@ -227,48 +260,81 @@ fn serve(sock: OwnedFd, stop: OwnedFd, shared: Arc<Shared>) {
         // Highest index first, so the lower ones stay where they are.
         for i in ready.into_iter().rev() {
             let p = pending.swap_remove(i);
-            answer(&p, &shared);
+            match p.refusal {
+                Some(reason) => refuse(&p, &shared, reason),
+                None => answer(&p, &shared),
+            }
         }
-        if incoming {
-            accept_all(&sock, &shared, &mut pending);
+        if incoming && !accept_all(&sock, &shared, &mut pending) {
+            accept_after = Some(Instant::now() + ACCEPT_BACKOFF);
         }
     }
 }
 
-/// Take every connection waiting in the backlog.
-fn accept_all(sock: &OwnedFd, shared: &Shared, pending: &mut Vec<Pending>) {
+/// Take every connection waiting in the backlog. Returns false if
+/// `accept` failed for want of fds or memory (the backlog stays).
+fn accept_all(sock: &OwnedFd, shared: &Shared, pending: &mut Vec<Pending>) -> bool {
     loop {
         let conn = match accept_with(sock, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) {
-            Ok(c) => c,
+            Ok(c) => fd_passing::PeerSocket::new(c),
             Err(Errno::INTR | Errno::CONNABORTED) => continue,
-            // EAGAIN: the backlog is empty. Anything else (EMFILE...):
-            // try again at the next wake-up.
-            Err(_) => return,
+            Err(Errno::AGAIN) => return true,
+            Err(_) => return false,
         };
-        let Ok(cred) = sockopt::socket_peercred(&conn) else {
+        let Ok(cred) = sockopt::socket_peercred(&*conn) else {
             continue;
         };
-        let p = Pending {
+        let uid = cred.uid.as_raw();
+        let mut p = Pending {
             groups: fd_passing::peer_groups(conn.as_fd()),
             conn,
-            uid: cred.uid.as_raw(),
+            uid,
             gid: cred.gid.as_raw(),
             deadline: Instant::now(),
+            refusal: None,
         };
-        let mine = pending.iter().filter(|q| q.uid == p.uid).count();
-        if mine >= PENDING_PER_UID || pending.len() >= PENDING_MAX {
-            refuse(&p, shared, RefuseReason::Busy);
-            continue;
+        let answering = |q: &&Pending| q.refusal.is_none();
+        let mine = pending
+            .iter()
+            .filter(answering)
+            .filter(|q| q.uid == uid)
+            .count();
+        if mine >= PENDING_PER_UID {
+            p.refusal = Some(RefuseReason::Busy);
+        } else if pending.iter().filter(answering).count() >= PENDING_MAX {
+            make_room(pending);
         }
-        let grace = if shared.grants_anything(&p) {
-            CLIENT_TIMEOUT
+        if p.refusal.is_some() {
+            if pending.iter().filter(|q| q.refusal.is_some()).count() >= REFUSING_MAX {
+                continue;
+            }
+            p.deadline += REFUSE_GRACE;
+        } else if shared.grants_anything(&p) {
+            p.deadline += CLIENT_TIMEOUT;
         } else {
-            NO_RIGHTS_TIMEOUT
-        };
-        pending.push(Pending {
-            deadline: p.deadline + grace,
-            ..p
-        });
+            p.deadline += NO_RIGHTS_TIMEOUT;
+        }
+        pending.push(p);
+    }
+}
+
+/// At [`PENDING_MAX`]: turn away the oldest attach of the uid with the
+/// most in progress.
+fn make_room(pending: &mut [Pending]) {
+    let mut count: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    for q in pending.iter().filter(|q| q.refusal.is_none()) {
+        *count.entry(q.uid).or_default() += 1;
+    }
+    let Some((&uid, _)) = count.iter().max_by_key(|&(_, n)| *n) else {
+        return;
+    };
+    if let Some(q) = pending
+        .iter_mut()
+        .filter(|q| q.refusal.is_none() && q.uid == uid)
+        .min_by_key(|q| q.deadline)
+    {
+        q.refusal = Some(RefuseReason::Busy);
+        q.deadline = Instant::now() + REFUSE_GRACE;
     }
 }
 
@@ -340,5 +406,47 @@ fn recv_retrying(conn: BorrowedFd<'_>, buf: &mut [u8]) -> Result<fd_passing::Pac
             Err(Errno::INTR) => continue,
             r => return r,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(uid: u32, age_ms: u64) -> Pending {
+        let (a, _b) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        Pending {
+            conn: fd_passing::PeerSocket::new(a),
+            uid,
+            gid: uid,
+            groups: Vec::new(),
+            deadline: Instant::now() + Duration::from_secs(10) - Duration::from_millis(age_ms),
+            refusal: None,
+        }
+    }
+
+    #[test]
+    fn a_full_table_turns_away_the_oldest_of_the_busiest_uid() {
+        let mut table = vec![
+            pending(1, 0),
+            pending(2, 30),
+            pending(2, 50),
+            pending(2, 10),
+            pending(3, 90),
+        ];
+        make_room(&mut table);
+        let refused: Vec<(u32, Option<RefuseReason>)> = table
+            .iter()
+            .filter(|p| p.refusal.is_some())
+            .map(|p| (p.uid, p.refusal))
+            .collect();
+        assert_eq!(refused, [(2, Some(RefuseReason::Busy))]);
+        assert!(table[2].refusal.is_some(), "uid 2's oldest (50 ms)");
     }
 }

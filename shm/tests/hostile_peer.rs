@@ -754,6 +754,32 @@ fn a_lingering_socket_in_place_of_a_memfd_does_not_hold_up_attach() {
 }
 
 #[test]
+fn a_lingering_socket_queued_after_the_answer_does_not_hold_up_attach() {
+    // A real Welcome announcing eventfds, a bad eventfd packet, and behind
+    // it a packet with the socket, which the client never reads: closing
+    // its connection releases it. Our copy is gone by then (the client is
+    // still checking the regions of the Welcome), so that close is the
+    // last one.
+    let (lingering, _deaf) = lingering_socket(Duration::from_secs(10));
+    let r = real();
+    let name = unique("fake-linger2");
+    let entries = r._ch.ring().geometry().max_subscribers() as u32;
+    let t = welcome_with_eventfds(&r, &name, entries, move |conn| {
+        let empty = Message::Eventfds { first: 0, count: 0 }.encode();
+        let _ = rustix::net::send(conn, &empty, rustix::net::SendFlags::NOSIGNAL);
+        send_fds(conn, b"more", &[lingering.as_fd()]);
+        drop(lingering);
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    let t0 = std::time::Instant::now();
+    let e = attach(&name, Role::Recv).unwrap_err();
+    let took = t0.elapsed();
+    assert!(matches!(e, AttachError::BadEventfds { .. }), "{e:?}");
+    assert!(took < Duration::from_secs(3), "attach took {took:?}");
+    t.join().unwrap();
+}
+
+#[test]
 fn a_client_cannot_hand_the_server_fds() {
     let ch = ChannelBuilder::new(unique("passrights"))
         .capacity(4)

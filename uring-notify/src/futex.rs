@@ -53,7 +53,8 @@ pub fn wait(
     }
 }
 
-/// Whether `futex_waitv` works here (cleared at its first `ENOSYS`).
+/// Whether `futex_waitv` works here (cleared at its first `ENOSYS`,
+/// `EPERM` or `EACCES`).
 static WAITV: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 /// Whether [`wait_or_nudged`] may be used.
@@ -67,8 +68,9 @@ pub(crate) fn waitv_works() -> bool {
 /// `expected` and on the process-private `nudge` while it holds
 /// `nudge_expected`. A peer can move the wait on `word` elsewhere
 /// (`FUTEX_CMP_REQUEUE`), but not the one on `nudge`, a word of our own
-/// memory that only [`nudge`] wakes. Returns as [`wait`] does; `ENOSYS`
-/// where the kernel has no `futex_waitv`.
+/// memory that only [`nudge`] wakes. Returns as [`wait`] does; `ENOSYS`,
+/// `EPERM` or `EACCES` where `futex_waitv` cannot be used (from then on
+/// [`waitv_works`] says so).
 pub(crate) fn wait_or_nudged(
     word: &AtomicU32,
     expected: u32,
@@ -97,9 +99,11 @@ pub(crate) fn wait_or_nudged(
     ) {
         Ok(_) | Err(Errno::AGAIN) | Err(Errno::INTR) => Ok(()),
         Err(Errno::TIMEDOUT) => Err(Errno::TIMEDOUT),
-        Err(Errno::NOSYS) => {
+        // No futex_waitv here: a kernel before 5.16, or a seccomp filter
+        // that refuses it (ENOSYS, or EPERM / EACCES as some answer).
+        Err(e @ (Errno::NOSYS | Errno::PERM | Errno::ACCESS)) => {
             WAITV.store(false, std::sync::atomic::Ordering::Relaxed);
-            Err(Errno::NOSYS)
+            Err(e)
         }
         Err(e) => Err(e),
     }

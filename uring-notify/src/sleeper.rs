@@ -329,7 +329,7 @@ impl Sleeper {
         if let Some(w) = self.nudge_ring() {
             // The ring's own fd, kept open by the watch (a dup: the waiter
             // may be re-made and its fd number reused).
-            let fd: OwnedFd = rustix::io::dup(w.borrowed_fd()).ok()?;
+            let fd: OwnedFd = rustix::io::fcntl_dupfd_cloexec(w.borrowed_fd(), 0).ok()?;
             return Some(Box::new(move || {
                 crate::uring::nudge_ring(std::os::fd::AsRawFd::as_raw_fd(&fd))
             }));
@@ -390,6 +390,7 @@ impl Sleeper {
         let bitset = futex_bitset(token, id);
         let word: &AtomicU32 = token.word();
         let own = &self.nudge_word;
+        let backstop = self.guard.saturating_mul(BACKSTOP_GUARDS);
         let futex_wait = || {
             if bitset == futex::MATCH_ANY && futex::waitv_works() {
                 // Relaxed: futex_waitv compares it in the kernel; a nudge
@@ -399,7 +400,19 @@ impl Sleeper {
                 match futex::wait_or_nudged(word, token.expected(), own, seen, timeout) {
                     Ok(()) => return Ok(()),
                     Err(Errno::TIMEDOUT) => return Err(SleepError::Timeout),
-                    Err(Errno::NOSYS) => {}
+                    Err(Errno::NOSYS | Errno::PERM | Errno::ACCESS) => {
+                        // This sleep was not capped (`Sleeper::sleep` counted
+                        // on futex_waitv): the plain wait that replaces it
+                        // gets the backstop, ending as a spurious wake-up.
+                        let (t, spurious) = match timeout {
+                            Some(t) if t <= backstop => (t, false),
+                            _ => (backstop, true),
+                        };
+                        return match futex::wait(word, token.expected(), bitset, Some(t)) {
+                            Err(SleepError::Timeout) if spurious => Ok(()),
+                            r => r,
+                        };
+                    }
                     Err(errno) => {
                         return Err(SleepError::Io {
                             op: "futex_waitv",
