@@ -104,9 +104,9 @@ pub enum AttachError {
     Destroyed,
     /// The server did not answer in time.
     Timeout,
-    /// The server turned us away: too many attaches of our uid were in
-    /// progress (a bound per uid, so that no local user can crowd out the
-    /// others). Try again later.
+    /// The server turned us away: it had as many attaches in progress as
+    /// it takes, and ours was the oldest of the uid with the most (so that
+    /// no local user can crowd out the others). Try again later.
     ServerBusy,
     /// The server's answer was not a valid handshake message.
     Handshake(HandshakeError),
@@ -189,7 +189,7 @@ impl fmt::Display for AttachError {
             AttachError::Destroyed => f.write_str("the channel was destroyed"),
             AttachError::Timeout => f.write_str("the channel's server did not answer in time"),
             AttachError::ServerBusy => f.write_str(
-                "the channel's server is busy with other attaches of this user; try again later",
+                "the channel's server is full of attaches of this user in progress; try again later",
             ),
             AttachError::Handshake(e) => write!(f, "bad handshake from the channel's server: {e}"),
             AttachError::Refused { code } => write!(f, "the server refused the attach (code {code})"),

@@ -4,12 +4,12 @@
 //! Each request is one `Hello` packet; the answer is a `Welcome` with the two
 //! fds or a `Refused`. Every connection in progress is polled at once, each
 //! with its own deadline: 500 ms to send its `Hello` (50 ms for a peer the
-//! mode bits grant nothing), so a silent client delays nobody else. At most
-//! [`PENDING_PER_UID`] attaches of one uid are in progress at a time (more
-//! are refused as busy at once), so a local user who opens connections and
-//! says nothing crowds out only itself. Answers are sent without blocking:
-//! a client that does not read its own loses it. The thread stops when the
-//! channel is dropped or destroyed (an eventfd wakes its `poll`).
+//! mode bits grant nothing), so a silent client delays nobody else. With
+//! [`PENDING_MAX`] in progress, the uid with the most loses its oldest (a
+//! busy refusal), so a local user who opens connections and says nothing
+//! crowds out only itself. Answers are sent without blocking: a client
+//! that does not read its own loses it. The thread stops when the channel
+//! is dropped or destroyed (an eventfd wakes its `poll`).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
@@ -157,13 +157,10 @@ impl Drop for Server {
     }
 }
 
-/// Attaches of one uid in progress at once: a local user who opens
-/// connections and says nothing holds up its own attaches, not others'.
-const PENDING_PER_UID: usize = 8;
-
-/// Attaches in progress at once, all uids. Past it, the uid with the most
-/// in progress loses its oldest (a user with many uids, e.g. subordinate
-/// ones, cannot lock the others out).
+/// Attaches in progress at once. Past it, the uid with the most in
+/// progress loses its oldest: a local user who opens connections and says
+/// nothing crowds out its own attaches, not others'. (No smaller bound per
+/// uid: a process that starts 16 workers attaches 16 at once.)
 const PENDING_MAX: usize = 256;
 
 /// Connections being turned away at once (each is given a moment for its
@@ -284,32 +281,18 @@ fn accept_all(sock: &OwnedFd, shared: &Shared, pending: &mut Vec<Pending>) -> bo
         let Ok(cred) = sockopt::socket_peercred(&*conn) else {
             continue;
         };
-        let uid = cred.uid.as_raw();
         let mut p = Pending {
             groups: fd_passing::peer_groups(conn.as_fd()),
             conn,
-            uid,
+            uid: cred.uid.as_raw(),
             gid: cred.gid.as_raw(),
             deadline: Instant::now(),
             refusal: None,
         };
-        let answering = |q: &&Pending| q.refusal.is_none();
-        let mine = pending
-            .iter()
-            .filter(answering)
-            .filter(|q| q.uid == uid)
-            .count();
-        if mine >= PENDING_PER_UID {
-            p.refusal = Some(RefuseReason::Busy);
-        } else if pending.iter().filter(answering).count() >= PENDING_MAX {
+        if pending.iter().filter(|q| q.refusal.is_none()).count() >= PENDING_MAX {
             make_room(pending);
         }
-        if p.refusal.is_some() {
-            if pending.iter().filter(|q| q.refusal.is_some()).count() >= REFUSING_MAX {
-                continue;
-            }
-            p.deadline += REFUSE_GRACE;
-        } else if shared.grants_anything(&p) {
+        if shared.grants_anything(&p) {
             p.deadline += CLIENT_TIMEOUT;
         } else {
             p.deadline += NO_RIGHTS_TIMEOUT;
@@ -319,8 +302,21 @@ fn accept_all(sock: &OwnedFd, shared: &Shared, pending: &mut Vec<Pending>) -> bo
 }
 
 /// At [`PENDING_MAX`]: turn away the oldest attach of the uid with the
-/// most in progress.
-fn make_room(pending: &mut [Pending]) {
+/// most in progress (given [`REFUSE_GRACE`] for its request to arrive;
+/// past [`REFUSING_MAX`] being turned away, the oldest of those is closed
+/// without a word).
+fn make_room(pending: &mut Vec<Pending>) {
+    if pending.iter().filter(|q| q.refusal.is_some()).count() >= REFUSING_MAX {
+        if let Some(i) = pending
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| q.refusal.is_some())
+            .min_by_key(|(_, q)| q.deadline)
+            .map(|(i, _)| i)
+        {
+            pending.swap_remove(i);
+        }
+    }
     let mut count: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
     for q in pending.iter().filter(|q| q.refusal.is_none()) {
         *count.entry(q.uid).or_default() += 1;

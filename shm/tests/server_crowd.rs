@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::unique;
 use rustix::net::{connect, socket_with, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use shmcast::handshake::{Message, RefuseReason};
 use shmcast::{attach, AttachError, ChannelBuilder, Role};
 
 const CROWD_ENV: &str = "SHMCAST_TEST_CROWD";
@@ -31,20 +32,51 @@ fn silent_connection(name: &str) -> OwnedFd {
 }
 
 #[test]
-fn one_uid_gets_at_most_eight_attaches_in_progress() {
-    let ch = ChannelBuilder::new(unique("crowd8")).create().unwrap();
-    let silent: Vec<OwnedFd> = (0..8).map(|_| silent_connection(ch.name())).collect();
-    // Let the server take all eight in.
+fn a_full_table_turns_away_the_oldest_connection_of_the_busiest_uid() {
+    let ch = ChannelBuilder::new(unique("crowd256")).create().unwrap();
+    // As many silent connections as the server takes in at once.
+    let silent: Vec<OwnedFd> = (0..256).map(|_| silent_connection(ch.name())).collect();
     std::thread::sleep(Duration::from_millis(100));
-    let e = attach(ch.name(), Role::Recv).unwrap_err();
-    assert!(matches!(e, AttachError::ServerBusy), "{e:?}");
-    assert_eq!(
-        e.to_string(),
-        "the channel's server is busy with other attaches of this user; try again later"
-    );
-    drop(silent);
-    std::thread::sleep(Duration::from_millis(100));
+    // One more attach (ours: the busiest uid) makes the oldest go...
+    let t0 = Instant::now();
     assert_eq!(attach(ch.name(), Role::Recv).unwrap().role(), Role::Recv);
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    // ...with a busy refusal.
+    rustix::net::sockopt::set_socket_timeout(
+        &silent[0],
+        rustix::net::sockopt::Timeout::Recv,
+        Some(Duration::from_secs(5)),
+    )
+    .unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = rustix::net::recv(&silent[0], &mut buf, rustix::net::RecvFlags::empty()).unwrap();
+    assert_eq!(
+        Message::decode(&buf[..n]).unwrap(),
+        Message::Refused {
+            reason: RefuseReason::Busy,
+            uid: rustix::process::getuid().as_raw(),
+            mode: 0o600,
+        }
+    );
+    assert_eq!(
+        AttachError::ServerBusy.to_string(),
+        "the channel's server is full of attaches of this user in progress; try again later"
+    );
+}
+
+#[test]
+fn sixteen_attaches_at_once_all_get_through() {
+    let ch = ChannelBuilder::new(unique("burst")).create().unwrap();
+    let name = ch.name().to_owned();
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let name = name.clone();
+            std::thread::spawn(move || attach(&name, Role::Recv).map(|a| a.role()))
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap().unwrap(), Role::Recv);
+    }
 }
 
 #[test]
