@@ -59,7 +59,7 @@ fn check_bytes(data: &[u8]) {
 }
 
 /// A well-formed message (the `Other` refuse codes are the ones this
-/// version does not know, as documented: 0 and 4..).
+/// version does not know, as documented: 0 and 5..).
 #[derive(Debug, Arbitrary)]
 enum Structured {
     Hello(RoleArb),
@@ -133,6 +133,7 @@ impl Structured {
                     1 => RefuseReason::PermissionDenied,
                     2 => RefuseReason::Destroyed,
                     3 => RefuseReason::BadRequest,
+                    4 => RefuseReason::Busy,
                     c => RefuseReason::Other(*c),
                 },
                 uid: *uid,
