@@ -268,10 +268,16 @@ fn serve(sock: OwnedFd, stop: OwnedFd, shared: Arc<Shared>) {
     }
 }
 
-/// Take every connection waiting in the backlog. Returns false if
-/// `accept` failed for want of fds or memory (the backlog stays).
+/// Connections taken from the backlog per round of the loop: a local
+/// process that connects as fast as we accept must not keep the loop from
+/// answering the connections it already has.
+const ACCEPT_BATCH: usize = 64;
+
+/// Take the connections waiting in the backlog, up to [`ACCEPT_BATCH`].
+/// Returns false if `accept` failed for want of fds or memory (the backlog
+/// stays).
 fn accept_all(sock: &OwnedFd, shared: &Shared, pending: &mut Vec<Pending>) -> bool {
-    loop {
+    for _ in 0..ACCEPT_BATCH {
         let conn = match accept_with(sock, SocketFlags::CLOEXEC | SocketFlags::NONBLOCK) {
             Ok(c) => fd_passing::PeerSocket::new(c),
             Err(Errno::INTR | Errno::CONNABORTED) => continue,
@@ -299,6 +305,7 @@ fn accept_all(sock: &OwnedFd, shared: &Shared, pending: &mut Vec<Pending>) -> bo
         }
         pending.push(p);
     }
+    true
 }
 
 /// At [`PENDING_MAX`]: turn away the oldest attach of the uid with the

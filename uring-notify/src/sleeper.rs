@@ -326,14 +326,14 @@ impl Sleeper {
         id: SubscriberId,
         token: &WaitToken<'_>,
     ) -> Option<guard::Nudge> {
-        if let Some(w) = self.nudge_ring() {
-            // The ring's own fd, kept open by the watch (a dup: the waiter
-            // may be re-made and its fd number reused).
-            let fd: OwnedFd = rustix::io::fcntl_dupfd_cloexec(w.borrowed_fd(), 0).ok()?;
-            return Some(Box::new(move || {
-                crate::uring::nudge_ring(std::os::fd::AsRawFd::as_raw_fd(&fd))
-            }));
-        }
+        // An io_uring sleeper's ring, its own fd kept open by the watch (a
+        // dup: the waiter may be re-made and its fd number reused). The
+        // futex wake below stays too: it is what reaches the sleeper should
+        // the guard thread fail to make its ring (out of fds, say).
+        let ring_fd: Option<OwnedFd> = match self.nudge_ring() {
+            Some(w) => Some(rustix::io::fcntl_dupfd_cloexec(w.borrowed_fd(), 0).ok()?),
+            None => None,
+        };
         match &mut self.imp {
             Imp::Eventfd(fds, private) if fds.get(id.index()).is_some() => {
                 if private.is_none() {
@@ -346,13 +346,20 @@ impl Sleeper {
                     let _ = eventfd::signal(&*fd);
                 }))
             }
-            Imp::Ring(_) if self.kind == BackendKind::MsgRing && !probe().futex_ops => None,
+            Imp::Ring(_)
+                if ring_fd.is_none() && self.kind == BackendKind::MsgRing && !probe().futex_ops =>
+            {
+                None
+            }
             _ => {
                 let ring = ring.clone();
                 let shared = token.is_shared();
                 let bitset = futex_bitset(token, id);
                 let own = self.nudge_word.clone();
                 Some(Box::new(move || {
+                    if let Some(fd) = &ring_fd {
+                        crate::uring::nudge_ring(std::os::fd::AsRawFd::as_raw_fd(fd));
+                    }
                     let word = if shared {
                         Some(ring.broadcast_wake_word())
                     } else {
