@@ -83,3 +83,36 @@ fn positions_run_through_the_u64_wrap_in_order() {
     let info = rx.try_recv(&mut buf).unwrap();
     assert_eq!((info.id, &buf[..info.len]), (1, &b"four"[..]));
 }
+
+/// Review finding (not the fuzzer's): a peer that parks a multicast ring's
+/// shared head on a slot already reused by a later lap made every
+/// `try_recv` spin 4 × capacity backed-off turns before it reported
+/// `Empty`: seconds in a ring of 2^20 slots. The turns are now capped.
+#[test]
+fn a_parked_multicast_head_does_not_make_try_recv_long() {
+    use shmcast_core::{Regions, TryRecvError};
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::{Duration, Instant};
+
+    let cap = 1u64 << 20;
+    let ring = HeapRing::new(&Config::new(Mode::Multicast).capacity(cap).max_message(8)).unwrap();
+    let tx = ring.producer().unwrap();
+    let rx = ring.receiver().unwrap();
+    let mut buf = [0u8; 8];
+    // Two laps: the slot of position 0 now holds position `cap`.
+    for lap in 0..2 {
+        for i in 0..cap {
+            tx.try_send(&(lap * cap + i).to_le_bytes()).unwrap();
+        }
+        if lap == 0 {
+            while rx.try_recv(&mut buf).is_ok() {}
+        }
+    }
+    // The peer parks the head on position 0.
+    ring.regions().header().head.store(0, Relaxed);
+    let t0 = Instant::now();
+    let r = rx.try_recv(&mut buf);
+    let took = t0.elapsed();
+    assert_eq!(r, Err(TryRecvError::Empty));
+    assert!(took < Duration::from_secs(1), "try_recv took {took:?}");
+}

@@ -14,6 +14,9 @@ use crate::storage::Regions;
 use crate::sync::atomic::{fence, Ordering::*};
 use crate::sync::Backoff;
 
+/// Most turns of one `try_recv`'s loop.
+const MAX_TURNS: u64 = 4096;
+
 pub(crate) fn try_recv<R: Regions>(
     rx: &Receiver<R>,
     buf: &mut [u8],
@@ -24,8 +27,12 @@ pub(crate) fn try_recv<R: Regions>(
     let backoff = Backoff::new();
     // Each failed CAS means another receiver consumed a message, so the loop
     // makes global progress; the bound only guards against a peer that keeps
-    // rewriting the head (then we report Empty and the caller retries).
-    for _ in 0..(4 * geo.capacity() + 64) {
+    // rewriting the head (then we report Empty and the caller retries). It
+    // is capped so that a `try_recv` stays short in a big ring too (a peer
+    // that parked the head on a reused slot made one take 4 × capacity
+    // backed-off turns: seconds at 2^20 slots); the skip records a call
+    // steps over are consumed, so the next call goes on from there.
+    for _ in 0..(4 * geo.capacity() + 64).min(MAX_TURNS) {
         let h = hdr.head.load(Relaxed);
         let slot = ring.regions.slot(geo.slot_of(h));
         // ORDERING(publish): Relaxed load + Acquire fence (the data region
