@@ -65,7 +65,6 @@ unsafe fn word<'a>(base: *mut u8, at: usize) -> &'a AtomicU64 {
     not(fuzzing)
 ))]
 mod wide {
-    use crate::sync::atomic::Ordering::Relaxed;
     use crate::sync::raw::AtomicU8;
 
     /// Bytes per iteration of [`copy_blocks`].
@@ -176,22 +175,13 @@ mod wide {
         }
     }
 
-    /// Whether AVX may be used: 0 = not checked yet, 1 = no, 2 = yes.
+    /// Whether AVX may be used (see [`super::cpu_has`]).
     static AVX: AtomicU8 = AtomicU8::new(0);
 
     /// Whether the CPU supports AVX and the OS saves its registers.
     #[inline]
     pub(super) fn avx_usable() -> bool {
-        // Relaxed: every thread that checks computes the same answer.
-        match AVX.load(Relaxed) {
-            2 => true,
-            1 => false,
-            _ => {
-                let yes = detect_avx();
-                AVX.store(if yes { 2 } else { 1 }, Relaxed);
-                yes
-            }
-        }
+        super::cpu_has(&AVX, detect_avx)
     }
 
     #[cold]
@@ -244,27 +234,34 @@ pub(crate) fn prefetch_for_write(p: *const u8) {
     let _ = p;
 }
 
+/// A CPU feature, checked once: `flag` caches `detect`'s answer (0 = not
+/// checked yet, 1 = no, 2 = yes).
+#[cfg(all(target_arch = "x86_64", not(miri), not(fuzzing)))]
+#[inline]
+fn cpu_has(flag: &crate::sync::raw::AtomicU8, detect: fn() -> bool) -> bool {
+    // Relaxed: every thread that checks computes the same answer.
+    match flag.load(Relaxed) {
+        2 => true,
+        1 => false,
+        _ => {
+            let yes = detect();
+            flag.store(if yes { 2 } else { 1 }, Relaxed);
+            yes
+        }
+    }
+}
+
 /// Whether the CPU has `PREFETCHW` (checked once).
 #[cfg(all(target_arch = "x86_64", not(miri), not(fuzzing)))]
 mod prefetchw {
-    use crate::sync::atomic::Ordering::Relaxed;
     use crate::sync::raw::AtomicU8;
 
-    /// 0 = not checked yet, 1 = no, 2 = yes.
+    /// See [`super::cpu_has`].
     static PRFCHW: AtomicU8 = AtomicU8::new(0);
 
     #[inline]
     pub(super) fn usable() -> bool {
-        // Relaxed: every thread that checks computes the same answer.
-        match PRFCHW.load(Relaxed) {
-            2 => true,
-            1 => false,
-            _ => {
-                let yes = detect();
-                PRFCHW.store(if yes { 2 } else { 1 }, Relaxed);
-                yes
-            }
-        }
+        super::cpu_has(&PRFCHW, detect)
     }
 
     #[cold]

@@ -134,49 +134,41 @@ impl Drop for PeerSocket {
 /// it; on older kernels stray fds are closed by [`close_later`].
 #[allow(unsafe_code)] // one setsockopt that rustix does not wrap
 pub(crate) fn refuse_fds(sock: BorrowedFd<'_>) -> bool {
-    // The asm-generic value (every architecture but alpha, mips, parisc
-    // and sparc, which are left out below).
-    #[cfg(any(
-        target_arch = "x86_64",
-        target_arch = "x86",
-        target_arch = "aarch64",
-        target_arch = "arm",
-        target_arch = "riscv64",
-        target_arch = "loongarch64",
-        target_arch = "powerpc64",
-        target_arch = "s390x"
-    ))]
-    {
-        use std::os::fd::AsRawFd;
-        const SO_PASSRIGHTS: libc::c_int = 83;
-        let off: libc::c_int = 0;
-        // SAFETY: a valid socket fd, a pointer to an int and its size.
-        let r = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                SO_PASSRIGHTS,
-                (&raw const off).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        r == 0
-    }
-    #[cfg(not(any(
-        target_arch = "x86_64",
-        target_arch = "x86",
-        target_arch = "aarch64",
-        target_arch = "arm",
-        target_arch = "riscv64",
-        target_arch = "loongarch64",
-        target_arch = "powerpc64",
-        target_arch = "s390x"
-    )))]
-    {
-        let _ = sock;
-        false
-    }
+    use std::os::fd::AsRawFd;
+    let Some(opt) = SO_PASSRIGHTS else {
+        return false;
+    };
+    let off: libc::c_int = 0;
+    // SAFETY: a valid socket fd, a pointer to an int and its size.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            (&raw const off).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    r == 0
 }
+
+/// `SO_PASSRIGHTS`: the asm-generic number, on the architectures that use
+/// it (alpha, mips, parisc and sparc number their socket options their own
+/// way, and are left out).
+const SO_PASSRIGHTS: Option<libc::c_int> = if cfg!(any(
+    target_arch = "x86_64",
+    target_arch = "x86",
+    target_arch = "aarch64",
+    target_arch = "arm",
+    target_arch = "riscv64",
+    target_arch = "loongarch64",
+    target_arch = "powerpc64",
+    target_arch = "s390x"
+)) {
+    Some(83)
+} else {
+    None
+};
 
 /// `recvmsg` one packet into `buf`, collecting any fds (close-on-exec).
 /// `EINTR` (a signal came first) is the caller's to retry, after it set
