@@ -10,13 +10,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::io::BufReader;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::unique;
+use common::{this_test_as, unique, wait_for_line};
 use shmcast::{attach, BackendKind, ChannelBuilder, Mode, Role, SubscriberId};
 use shmcast_uring_notify::probe;
 
@@ -57,30 +56,15 @@ fn one(kind: BackendKind, mode: Mode) -> Duration {
     rx.set_wake_guard(Duration::from_millis(20));
     let target = rx.id();
 
-    let mut peer = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "hostile_requeue_peer",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(PEER_ENV, format!("{name} {}", target.0))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut peer = this_test_as(
+        "hostile_requeue_peer",
+        (PEER_ENV, &format!("{name} {}", target.0)),
+    )
+    .spawn()
+    .unwrap();
+    // Kept open to the end: the peer writes to it as it exits.
     let mut out = BufReader::new(peer.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("requeueing") {
-        line.clear();
-        assert_ne!(
-            out.read_line(&mut line).unwrap(),
-            0,
-            "the hostile peer ended before it started"
-        );
-    }
+    wait_for_line(&mut out, "requeueing");
 
     let (done, got) = mpsc::channel();
     let waiter = std::thread::spawn(move || {

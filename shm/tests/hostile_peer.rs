@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use rustix::fs::{memfd_create, MemfdFlags, SealFlags};
-use rustix::net::{
-    accept_with, bind, listen, socket_with, AddressFamily, SocketAddrUnix, SocketFlags, SocketType,
-};
+use rustix::net::{accept_with, bind, listen, socket_with, AddressFamily, SocketFlags, SocketType};
 use shmcast::handshake::{HandshakeError, Message};
 use shmcast::{
     attach, attach_with, import, AttachError, AttachOptions, ChannelBuilder, Mode, Region, Role,
@@ -262,17 +260,7 @@ fn garbage_descriptor() {
 /// A fake server under `name` that answers the first client with `reply`
 /// (bytes and fds), or stays silent if `reply` is None.
 fn fake_server(name: &str, reply: Option<(Vec<u8>, Vec<OwnedFd>)>) -> std::thread::JoinHandle<()> {
-    let sock = socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .unwrap();
-    let mut addr = b"shmcast/".to_vec();
-    addr.extend_from_slice(name.as_bytes());
-    bind(&sock, &SocketAddrUnix::new_abstract_name(&addr).unwrap()).unwrap();
-    listen(&sock, 1).unwrap();
+    let sock = squat(name, 1);
     std::thread::spawn(move || {
         let conn = accept_with(&sock, SocketFlags::CLOEXEC).unwrap();
         let mut buf = [0u8; 64];
@@ -531,17 +519,7 @@ fn welcome_with_eventfds(
         eventfds,
     }
     .encode();
-    let sock = socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .unwrap();
-    let mut addr = b"shmcast/".to_vec();
-    addr.extend_from_slice(name.as_bytes());
-    bind(&sock, &SocketAddrUnix::new_abstract_name(&addr).unwrap()).unwrap();
-    listen(&sock, 1).unwrap();
+    let sock = squat(name, 1);
     let control = r._ch.export(Role::Recv).unwrap();
     std::thread::spawn(move || {
         let conn = accept_with(&sock, SocketFlags::CLOEXEC).unwrap();
@@ -622,18 +600,8 @@ fn a_server_that_never_accepts_times_out() {
     // Squat the name with a listener that never accepts, and fill its
     // backlog: connect itself would block.
     let name = unique("fake7");
-    let sock = socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .unwrap();
-    let mut addr = b"shmcast/".to_vec();
-    addr.extend_from_slice(name.as_bytes());
-    let addr = SocketAddrUnix::new_abstract_name(&addr).unwrap();
-    bind(&sock, &addr).unwrap();
-    listen(&sock, 0).unwrap();
+    let _sock = squat(&name, 0);
+    let addr = channel_addr(&name);
     let mut fillers = Vec::new();
     for _ in 0..4 {
         let c = socket_with(
@@ -786,16 +754,7 @@ fn a_client_cannot_hand_the_server_fds() {
         .max_message(64)
         .create()
         .unwrap();
-    let sock = socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .unwrap();
-    let mut addr = b"shmcast/".to_vec();
-    addr.extend_from_slice(ch.name().as_bytes());
-    rustix::net::connect(&sock, &SocketAddrUnix::new_abstract_name(&addr).unwrap()).unwrap();
+    let sock = connect_to(ch.name());
     let (lingering, _deaf) = lingering_socket(Duration::from_secs(10));
     let hello = Message::Hello { role: Role::Recv }.encode();
     let fds = [lingering.as_fd()];

@@ -105,23 +105,9 @@ fn group_bits_apply_to_a_supplementary_group() {
     // Primary group nobody's, the creator's group among the supplementary
     // ones (set in the child before it drops root, which std's `uid` would
     // do with the groups cleared).
-    let as_member = |args: &[&str], groups: Vec<libc::gid_t>| {
+    let as_member = |args: &[&str], groups: Vec<u32>| {
         let mut c = peer(args);
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            c.pre_exec(move || {
-                for r in [
-                    libc::setgroups(groups.len(), groups.as_ptr()),
-                    libc::setgid(NOBODY),
-                    libc::setuid(NOBODY),
-                ] {
-                    if r != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            })
-        };
+        run_as(&mut c, NOBODY, NOBODY, groups);
         run_cmd(c, LIMIT)
     };
     let send = ["send", &name, "--count", "1", "--timeout", "5"];

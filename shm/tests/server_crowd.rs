@@ -3,39 +3,21 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::unique;
-use rustix::net::{connect, socket_with, AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use common::{connect_to, run_as, this_test_as, unique, wait_for_line};
 use shmcast::handshake::{Message, RefuseReason};
 use shmcast::{attach, AttachError, ChannelBuilder, Role};
 
 const CROWD_ENV: &str = "SHMCAST_TEST_CROWD";
 
-/// A connection to channel `name`'s server that never says anything.
-fn silent_connection(name: &str) -> OwnedFd {
-    let sock = socket_with(
-        AddressFamily::UNIX,
-        SocketType::SEQPACKET,
-        SocketFlags::CLOEXEC,
-        None,
-    )
-    .unwrap();
-    let mut addr = b"shmcast/".to_vec();
-    addr.extend_from_slice(name.as_bytes());
-    connect(&sock, &SocketAddrUnix::new_abstract_name(&addr).unwrap()).unwrap();
-    sock
-}
-
 #[test]
 fn a_full_table_turns_away_the_oldest_connection_of_the_busiest_uid() {
     let ch = ChannelBuilder::new(unique("crowd256")).create().unwrap();
     // As many silent connections as the server takes in at once.
-    let silent: Vec<OwnedFd> = (0..256).map(|_| silent_connection(ch.name())).collect();
+    let silent: Vec<OwnedFd> = (0..256).map(|_| connect_to(ch.name())).collect();
     std::thread::sleep(Duration::from_millis(100));
     // One more attach (ours: the busiest uid) makes the oldest go...
     let t0 = Instant::now();
@@ -91,45 +73,12 @@ fn silent_connections_of_another_user_do_not_delay_an_attach() {
         .unwrap();
     // 200 silent connections from uid 65534, kept open for 10 s: served
     // one after the other, they would hold the server up for 100 s.
-    let mut crowd = Command::new(std::env::current_exe().unwrap());
-    crowd
-        .args([
-            "--exact",
-            "crowd_of_silent_connections",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CROWD_ENV, ch.name())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        crowd.pre_exec(|| {
-            for r in [
-                libc::setgroups(0, std::ptr::null()),
-                libc::setgid(65534),
-                libc::setuid(65534),
-            ] {
-                if r != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        })
-    };
+    let mut crowd = this_test_as("crowd_of_silent_connections", (CROWD_ENV, ch.name()));
+    run_as(&mut crowd, 65534, 65534, Vec::new());
     let mut crowd = crowd.spawn().unwrap();
+    // Kept open to the end: the peer writes to it as it exits.
     let mut out = BufReader::new(crowd.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("connected") {
-        line.clear();
-        assert_ne!(
-            out.read_line(&mut line).unwrap(),
-            0,
-            "the crowd ended early"
-        );
-    }
+    wait_for_line(&mut out, "connected");
     let t0 = Instant::now();
     let at = attach(ch.name(), Role::Both);
     let took = t0.elapsed();
@@ -146,7 +95,7 @@ fn crowd_of_silent_connections() {
     let Ok(name) = std::env::var(CROWD_ENV) else {
         return;
     };
-    let conns: Vec<OwnedFd> = (0..200).map(|_| silent_connection(&name)).collect();
+    let conns: Vec<OwnedFd> = (0..200).map(|_| connect_to(&name)).collect();
     println!("connected {}", conns.len());
     std::thread::sleep(Duration::from_secs(10));
     drop(conns);

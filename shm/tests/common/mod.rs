@@ -105,3 +105,87 @@ pub fn run_cmd(cmd: Command, limit: Duration) -> (i32, String, String) {
 }
 
 pub const LIMIT: Duration = Duration::from_secs(60);
+
+/// The abstract address a channel named `name` is served at.
+pub fn channel_addr(name: &str) -> rustix::net::SocketAddrUnix {
+    let mut addr = b"shmcast/".to_vec();
+    addr.extend_from_slice(name.as_bytes());
+    rustix::net::SocketAddrUnix::new_abstract_name(&addr).unwrap()
+}
+
+/// A socket of the kind a channel's server and clients speak on.
+pub fn seqpacket_socket() -> std::os::fd::OwnedFd {
+    use rustix::net::{socket_with, AddressFamily, SocketFlags, SocketType};
+    socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .unwrap()
+}
+
+/// A connection to the server of channel `name` (nothing sent yet).
+pub fn connect_to(name: &str) -> std::os::fd::OwnedFd {
+    let sock = seqpacket_socket();
+    rustix::net::connect(&sock, &channel_addr(name)).unwrap();
+    sock
+}
+
+/// A listener squatting channel `name`'s address, with `backlog`.
+pub fn squat(name: &str, backlog: i32) -> std::os::fd::OwnedFd {
+    let sock = seqpacket_socket();
+    rustix::net::bind(&sock, &channel_addr(name)).unwrap();
+    rustix::net::listen(&sock, backlog).unwrap();
+    sock
+}
+
+/// This test binary, run again as a process of its own for the ignored
+/// test `test`, with `env` set (the test acts only when it sees it): the
+/// peer process of a cross-process test. Stdout piped, stderr inherited.
+pub fn this_test_as(test: &str, env: (&str, &str)) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args([
+        "--exact",
+        test,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(env.0, env.1)
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    c
+}
+
+/// Read `out` until a line containing `marker` (panics if it ends first).
+pub fn wait_for_line(out: &mut impl BufRead, marker: &str) {
+    let mut line = String::new();
+    while !line.contains(marker) {
+        line.clear();
+        assert_ne!(out.read_line(&mut line).unwrap(), 0, "no {marker:?} line");
+    }
+}
+
+/// Make `cmd`'s process drop root for `uid`, primary group `gid` and
+/// supplementary `groups` before it runs (std's `uid` would clear the
+/// supplementary groups).
+pub fn run_as(cmd: &mut Command, uid: u32, gid: u32, groups: Vec<u32>) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            for r in [
+                libc::setgroups(groups.len(), groups.as_ptr()),
+                libc::setgid(gid),
+                libc::setuid(uid),
+            ] {
+                if r != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        })
+    };
+}
