@@ -13,14 +13,20 @@
 //! channels), and anyone there may squat a name first — a peer that cares
 //! checks the creator's uid (`Attachment::creator_uid`).
 //!
-//! Names are 1 to 100 bytes of `[A-Za-z0-9._-]`, not starting with a dot.
+//! Names are 1 to 99 bytes of `[A-Za-z0-9._-]`, not starting with a dot:
+//! a socket address holds 108 bytes, of which the leading NUL and the
+//! `shmcast/` prefix take 9.
 
 use std::fmt;
 
-/// Longest channel name.
-pub const MAX_NAME_LEN: usize = 100;
-
 const PREFIX: &[u8] = b"shmcast/";
+
+/// Longest channel name: what fits in `sun_path` (108 bytes) after the
+/// abstract address's leading NUL and [`PREFIX`].
+pub const MAX_NAME_LEN: usize = SUN_PATH_LEN - 1 - PREFIX.len();
+
+/// `sizeof(sockaddr_un.sun_path)` on Linux.
+const SUN_PATH_LEN: usize = 108;
 
 /// Why a channel name is not usable.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,8 +99,8 @@ mod tests {
         assert_eq!(validate("a.b-c_9"), Ok(()));
         assert_eq!(validate(""), Err(NameError::Empty));
         assert_eq!(
-            validate(&"x".repeat(101)),
-            Err(NameError::TooLong { len: 101 })
+            validate(&"x".repeat(100)),
+            Err(NameError::TooLong { len: 100 })
         );
         assert_eq!(
             validate("../etc"),

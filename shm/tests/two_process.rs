@@ -483,6 +483,32 @@ fn rfc_invalid_parameters() {
     ));
 }
 
+/// The longest name the docs allow works end to end (its socket address
+/// fits), and one byte more is `InvalidName(TooLong)` on both sides.
+#[test]
+fn longest_name() {
+    let base = unique("long");
+    let long = format!("{base}{}", "x".repeat(shmcast::name::MAX_NAME_LEN - base.len()));
+    assert_eq!(long.len(), shmcast::name::MAX_NAME_LEN);
+    let ch = ChannelBuilder::new(&long).create().unwrap();
+    let tx = ch.sender().unwrap();
+    let rx = attach(&long, Role::Recv).unwrap().receiver().unwrap();
+    tx.try_send(b"far").unwrap();
+    let mut buf = [0u8; 8];
+    let m = rx.try_recv(&mut buf).unwrap();
+    assert_eq!(&buf[..m.len], b"far");
+    let longer = format!("{long}y");
+    let e = ChannelBuilder::new(&longer).create().unwrap_err();
+    assert!(
+        matches!(e, CreateError::InvalidName(shmcast::name::NameError::TooLong { len }) if len == longer.len()),
+        "{e}"
+    );
+    assert!(matches!(
+        attach(&longer, Role::Recv),
+        Err(AttachError::InvalidName(shmcast::name::NameError::TooLong { .. }))
+    ));
+}
+
 #[test]
 fn rfc_channel_destroy() {
     let name = unique("destroy");
