@@ -87,6 +87,8 @@ impl ChannelBuilder {
 
     /// Permission bits (owner / group / other, like chmod; only the read
     /// and write bits count: receiving needs read, sending needs write).
+    /// Write implies read: a sender maps the data region read-write, so it
+    /// can read what others send (see the README's trust model).
     pub fn permissions(mut self, mode: u32) -> Self {
         self.permissions = mode & 0o777;
         self
@@ -204,8 +206,20 @@ impl Channel {
         self.ring.mode()
     }
 
-    /// The ring (for counters and geometry).
-    pub fn ring(&self) -> &Ring<ShmRegions> {
+    /// A read-only look at the ring: geometry, positions, counters.
+    pub fn ring(&self) -> crate::RingView<'_> {
+        crate::RingView(&self.ring)
+    }
+
+    /// The whole core ring over this process's mappings, with every
+    /// operation of [`shmcast_core::Ring`], including ones this handle's
+    /// role does not grant (closing the channel for everyone, joining
+    /// again, writing entries). It is not a permission boundary either way:
+    /// the memory is shared, and what it does a peer can do by writing the
+    /// mapping. For embedders building their own protocol on the ring, and
+    /// for tests that play a misbehaving peer; [`Self::ring`] is the
+    /// read-only look.
+    pub fn raw_ring(&self) -> &Ring<ShmRegions> {
         &self.ring
     }
 
@@ -314,8 +328,20 @@ impl Attachment {
         self.creator_uid
     }
 
-    /// The ring (for counters and geometry).
-    pub fn ring(&self) -> &Ring<ShmRegions> {
+    /// A read-only look at the ring: geometry, positions, counters.
+    pub fn ring(&self) -> crate::RingView<'_> {
+        crate::RingView(&self.ring)
+    }
+
+    /// The whole core ring over this process's mappings, with every
+    /// operation of [`shmcast_core::Ring`], including ones this handle's
+    /// role does not grant (closing the channel for everyone, joining
+    /// again, writing entries). It is not a permission boundary either way:
+    /// the memory is shared, and what it does a peer can do by writing the
+    /// mapping. For embedders building their own protocol on the ring, and
+    /// for tests that play a misbehaving peer; [`Self::ring`] is the
+    /// read-only look.
+    pub fn raw_ring(&self) -> &Ring<ShmRegions> {
         &self.ring
     }
 

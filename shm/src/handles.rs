@@ -151,8 +151,20 @@ impl Sender {
         self.p().id()
     }
 
-    /// The ring (geometry, counters).
-    pub fn ring(&self) -> &Ring<ShmRegions> {
+    /// A read-only look at the ring: geometry, positions, counters.
+    pub fn ring(&self) -> crate::RingView<'_> {
+        crate::RingView(self.p().ring())
+    }
+
+    /// The whole core ring over this process's mappings, with every
+    /// operation of [`shmcast_core::Ring`], including ones this handle's
+    /// role does not grant (closing the channel for everyone, joining
+    /// again, writing entries). It is not a permission boundary either way:
+    /// the memory is shared, and what it does a peer can do by writing the
+    /// mapping. For embedders building their own protocol on the ring, and
+    /// for tests that play a misbehaving peer; [`Self::ring`] is the
+    /// read-only look.
+    pub fn raw_ring(&self) -> &Ring<ShmRegions> {
         self.p().ring()
     }
 

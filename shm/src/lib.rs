@@ -8,7 +8,8 @@
 //! [`shmcast_core::layout`]). Its creator serves attach requests on an
 //! abstract unix socket named after the channel ([`name`] says why there);
 //! a peer connects, the creator checks the peer's `SO_PEERCRED` against the
-//! channel's owner/group/other bits (receive needs read, send needs write)
+//! channel's owner/group/other bits (receive needs read, send needs write;
+//! a sender can read the ring too, see the README's trust model)
 //! and hands over the fds with `SCM_RIGHTS` — the data region `O_RDONLY` to
 //! receive-only peers, so their kernel refuses them a writable mapping. The
 //! peer validates everything it was handed (memfd, seals, sizes from
@@ -56,6 +57,7 @@ mod region;
 pub mod seal;
 mod server;
 mod validate;
+mod view;
 
 pub use channel::{
     attach, attach_with, import, AttachOptions, Attachment, Channel, ChannelBuilder, Export,
@@ -63,6 +65,7 @@ pub use channel::{
 pub use error::{AttachError, CreateError, OpenError, RecvError, Region, SendError};
 pub use handles::{Receiver, SendSlot, Sender, Spin};
 pub use map::ShmRegions;
+pub use view::RingView;
 pub use shmcast_core::{
     Config, Envelope, HeapRing, JoinError, MessageInfo, Mode, Role, SubscriberId, TryRecvError,
     TrySendError,

@@ -23,7 +23,7 @@ fn waiter_bits_past_the_table_do_not_break_sends() {
             .unwrap();
         let tx = channel.sender().unwrap();
         channel
-            .ring()
+            .raw_ring()
             .regions()
             .waiter_word(0)
             .store(!0b111, Relaxed);

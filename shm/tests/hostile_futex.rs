@@ -102,7 +102,7 @@ fn hostile_requeue_peer() {
     let (name, target) = spec.split_once(' ').unwrap();
     let target = SubscriberId(target.parse().unwrap());
     let at = attach(name, Role::Send).unwrap();
-    let ring = at.ring();
+    let ring = at.raw_ring();
     let word = if ring.mode() == Mode::Broadcast {
         ring.broadcast_wake_word()
     } else {

@@ -49,7 +49,7 @@ fn real() -> Real {
         .create()
         .unwrap();
     let e = ch.export(Role::Recv).unwrap();
-    let words = ch.ring().header_words();
+    let words = ch.raw_ring().header_words();
     let control_len = rustix::fs::fstat(&e.control).unwrap().st_size as u64;
     Real {
         _ch: ch,
@@ -470,8 +470,8 @@ fn hostile_writes_to_the_control_region_never_panic_or_hang() {
                     Err(e) => panic!("unexpected {e:?}"),
                 }
                 let _ = rx.prepare_wait().map(|_| rx.finish_wait());
-                let _ = tx.ring().wake_set(1);
-                let _ = ch.ring().close();
+                let _ = tx.raw_ring().wake_set(1);
+                let _ = ch.raw_ring().close();
             }
             // New joins still answer (maybe with an error).
             let _ = ch.receiver();
@@ -575,7 +575,7 @@ fn a_semaphore_eventfd_is_refused() {
     // drain: an eventfd sleeper would spin at full CPU instead of sleeping.
     let r = real();
     let name = unique("fake-sem");
-    let entries = r._ch.ring().geometry().max_subscribers() as u32;
+    let entries = r._ch.raw_ring().geometry().max_subscribers() as u32;
     let t = welcome_with_eventfds(&r, &name, entries, |conn| {
         let sem = rustix::event::eventfd(0, rustix::event::EventfdFlags::SEMAPHORE).unwrap();
         let packet = Message::Eventfds { first: 0, count: 1 }.encode();
@@ -643,7 +643,7 @@ fn a_lapped_blocking_receiver_hears_lagged() {
         tx.send(&[k]).unwrap();
     }
     // A peer stamps slot 0 with the mark of a later lap (position 4).
-    ch.ring().regions().slot(0).seq.store(4 + 1, SeqCst);
+    ch.raw_ring().regions().slot(0).seq.store(4 + 1, SeqCst);
     let mut buf = [0u8; 8];
     let r = rx.recv_timeout(&mut buf, Duration::from_secs(5));
     assert!(
@@ -731,7 +731,7 @@ fn a_lingering_socket_queued_after_the_answer_does_not_hold_up_attach() {
     let (lingering, _deaf) = lingering_socket(Duration::from_secs(10));
     let r = real();
     let name = unique("fake-linger2");
-    let entries = r._ch.ring().geometry().max_subscribers() as u32;
+    let entries = r._ch.raw_ring().geometry().max_subscribers() as u32;
     let t = welcome_with_eventfds(&r, &name, entries, move |conn| {
         let empty = Message::Eventfds { first: 0, count: 0 }.encode();
         let _ = rustix::net::send(conn, &empty, rustix::net::SendFlags::NOSIGNAL);

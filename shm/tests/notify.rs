@@ -209,7 +209,7 @@ fn wait_asleep(ch: &shmcast::Channel, n: u32) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let bits = ch
-            .ring()
+            .raw_ring()
             .regions()
             .waiter_word(0)
             .load(std::sync::atomic::Ordering::SeqCst);
@@ -227,7 +227,7 @@ fn wait_asleep(ch: &shmcast::Channel, n: u32) {
 fn wait_relaying(ch: &shmcast::Channel, n: usize) {
     use shmcast::core::layout::SLEEPING_RELAYS;
     use shmcast::core::Regions;
-    let ring = ch.ring();
+    let ring = ch.raw_ring();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let k = (0..ring.geometry().max_subscribers())
@@ -508,7 +508,7 @@ fn a_peer_cannot_steer_msg_ring_wakes_into_other_rings() {
         .create()
         .unwrap();
     let tx = ch.sender().unwrap();
-    let ring = ch.ring();
+    let ring = ch.raw_ring();
     // A peer dresses up a free entry, and then a real receiver's entry, as
     // msg-ring sleepers pointing at the application's ring, and sets their
     // waiter bits.
@@ -618,7 +618,7 @@ fn a_hijacked_broadcast_relay_delays_sleepers_by_their_guard_only() {
         .max_message(64)
         .create()
         .unwrap();
-    let ring = ch.ring();
+    let ring = ch.raw_ring();
     let mut rxs: Vec<_> = (0..4)
         .map(|_| {
             Running::spawn(peer(&[

@@ -401,7 +401,7 @@ fn rfc_detach() {
     tx.try_send(&[1u8; 16]).unwrap();
     assert_eq!(r.finish(LIMIT).0, 0);
     assert!(
-        !ch.ring().is_receiver(shmcast::SubscriberId(id)),
+        !ch.raw_ring().is_receiver(shmcast::SubscriberId(id)),
         "entry freed"
     );
     tx.try_send(&[2u8; 16]).unwrap();
@@ -426,7 +426,7 @@ fn rfc_recv_only_cannot_send_and_send_only_cannot_recv() {
     // Even around the role check, the ring refuses a producer: the data
     // region is mapped read-only in a receive-only attachment.
     assert_eq!(
-        r.ring().producer().unwrap_err(),
+        r.raw_ring().producer().unwrap_err(),
         shmcast::JoinError::ReadOnly
     );
     let s = attach(&name, Role::Send).unwrap();
@@ -641,7 +641,44 @@ fn bring_your_own_transport_export_import() {
         }
     );
     assert_eq!(
-        receiver_side.ring().producer().unwrap_err(),
+        receiver_side.raw_ring().producer().unwrap_err(),
         shmcast::JoinError::ReadOnly
     );
+}
+
+/// `shmcast-peer`'s arguments: `--perm` is octal with or without a leading
+/// zero (`640` once meant decimal 640, i.e. mode 0o1200 & 0o777 = 0o200),
+/// an option the command does not take is refused instead of ignored, and
+/// a `--size` below the 16-byte tag-and-sequence header is an error, not
+/// silently raised.
+#[test]
+fn peer_cli_arguments() {
+    let name = unique("cli");
+    let mut server = Running::spawn({
+        let mut c = peer(&["serve", &name, "--perm", "640", "--max-message", "8"]);
+        c.stdin(std::process::Stdio::piped());
+        c
+    });
+    assert_eq!(server.line(), "ready");
+    let (code, out, err) = run(&["info", &name], LIMIT);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("permissions   0640"), "{out}");
+    let att = attach(&name, Role::Recv).unwrap();
+    assert_eq!(att.ring().permissions(), 0o640);
+
+    let (code, _, err) = run(&["send", &name, "--cuont", "5"], LIMIT);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("send has no option --cuont"), "{err}");
+    let (code, _, err) = run(&["send", &name, "--size", "8"], LIMIT);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--size 8: messages carry a tag"), "{err}");
+    let (code, _, err) = run(&["recv", &name, "--buf", "99999999999999"], LIMIT);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--buf 99999999999999: at most"), "{err}");
+    let (code, out, err) = run(&["frobnicate", &name], LIMIT);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("unknown command \"frobnicate\"") && err.contains("usage:"), "{out}{err}");
+    drop(server.child.stdin.take());
+    let (code, _, err) = server.finish(LIMIT);
+    assert_eq!(code, 0, "{err}");
 }

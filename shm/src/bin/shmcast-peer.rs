@@ -5,14 +5,20 @@
 //! ```text
 //! shmcast-peer serve NAME [--mode unicast|broadcast|multicast] [--capacity N]
 //!                         [--max-message B] [--perm 0600] [--for SECS] [--eventfds]
-//! shmcast-peer send  NAME --count N [--size B] [--tag T] [--target ID] [--batch K] [--timeout SECS]
+//! shmcast-peer send  NAME [--count N] [--size B] [--tag T] [--target ID] [--batch K] [--timeout SECS]
 //!                         [--blocking] [--pause-every N --pause-us U] [--seed S]
 //!                         [--sync-every N --receivers R]
-//! shmcast-peer recv  NAME --count N [--buf B] [--timeout SECS] [--out FILE] [--until-closed]
+//! shmcast-peer recv  NAME [--count N] [--buf B] [--timeout SECS] [--out FILE] [--until-closed]
 //!                         [--blocking] [--backend futex|uring-futex|msg-ring|eventfd]
 //!                         [--guard-ms MS] [--pause-every N --pause-us U] [--seed S]
 //! shmcast-peer info  NAME
 //! ```
+//!
+//! `serve` keeps the channel until its standard input reaches end of file
+//! (the parent went away or said so), or for `--for SECS`. `--perm` is
+//! octal, with or without a leading `0`; other numbers are decimal.
+//! `send --count` defaults to 1; `recv` without `--count` reads until
+//! `--timeout` (or, with `--until-closed`, until the channel closes).
 //!
 //! `--blocking` uses the sleeping calls (`send_timeout` / `recv_timeout`);
 //! `--guard-ms MS` sets the receiver's wake guard (its longest single
@@ -49,11 +55,30 @@ struct Args {
     flags: Vec<String>,
 }
 
+/// The options (and flags) each command takes.
+const SERVE_OPTS: &[&str] = &[
+    "mode", "capacity", "max-message", "perm", "for", "eventfds", "until-closed",
+];
+const SEND_OPTS: &[&str] = &[
+    "count", "size", "tag", "target", "batch", "timeout", "blocking", "pause-every", "pause-us",
+    "seed", "sync-every", "receivers",
+];
+const RECV_OPTS: &[&str] = &[
+    "count", "buf", "timeout", "out", "until-closed", "blocking", "backend", "guard-ms",
+    "pause-every", "pause-us", "seed",
+];
+
+/// The largest receive buffer `recv --buf` allocates: 1 GiB.
+const MAX_BUF: u64 = 1 << 30;
+
 fn parse() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let cmd = it
         .next()
         .ok_or("missing command (serve | send | recv | info)")?;
+    if !matches!(cmd.as_str(), "serve" | "send" | "recv" | "info") {
+        return Err(format!("unknown command {cmd:?}"));
+    }
     let name = it.next().ok_or("missing channel name")?;
     let mut opts = HashMap::new();
     let mut flags = Vec::new();
@@ -61,6 +86,15 @@ fn parse() -> Result<Args, String> {
         let key = a
             .strip_prefix("--")
             .ok_or_else(|| format!("unexpected argument {a:?}"))?;
+        let known = match cmd.as_str() {
+            "serve" => SERVE_OPTS,
+            "send" => SEND_OPTS,
+            "recv" => RECV_OPTS,
+            _ => &[],
+        };
+        if !known.contains(&key) {
+            return Err(format!("{cmd} has no option --{key}"));
+        }
         if matches!(key, "until-closed" | "blocking" | "eventfds") {
             flags.push(key.to_owned());
         } else {
@@ -77,16 +111,20 @@ fn parse() -> Result<Args, String> {
 }
 
 impl Args {
+    /// A decimal number.
     fn num(&self, key: &str, default: u64) -> Result<u64, String> {
         match self.opts.get(key) {
             None => Ok(default),
+            Some(v) => v.parse().map_err(|e| format!("--{key} {v}: {e}")),
+        }
+    }
+    /// An octal number (file mode bits), `640`, `0640` or `0o640`.
+    fn octal(&self, key: &str, default: u32) -> Result<u32, String> {
+        match self.opts.get(key) {
+            None => Ok(default),
             Some(v) => {
-                let (digits, radix) = match v.strip_prefix("0o") {
-                    Some(d) => (d, 8),
-                    None if v.len() > 1 && v.starts_with('0') => (&v[1..], 8),
-                    None => (v.as_str(), 10),
-                };
-                u64::from_str_radix(digits, radix).map_err(|e| format!("--{key} {v}: {e}"))
+                let digits = v.strip_prefix("0o").unwrap_or(v);
+                u32::from_str_radix(digits, 8).map_err(|e| format!("--{key} {v} (octal): {e}"))
             }
         }
     }
@@ -133,12 +171,17 @@ impl Pauser {
 const USAGE: &str = "usage:
   shmcast-peer serve NAME [--mode unicast|broadcast|multicast] [--capacity N] [--max-message B]
                           [--perm 0600] [--for SECS] [--eventfds] [--until-closed]
-  shmcast-peer send  NAME --count N [--size B] [--tag T] [--target ID] [--batch K] [--timeout SECS]
+  shmcast-peer send  NAME [--count N] [--size B] [--tag T] [--target ID] [--batch K] [--timeout SECS]
                           [--blocking] [--pause-every N --pause-us U] [--seed S] [--sync-every N --receivers R]
-  shmcast-peer recv  NAME --count N [--buf B] [--timeout SECS] [--out FILE] [--until-closed]
+  shmcast-peer recv  NAME [--count N] [--buf B] [--timeout SECS] [--out FILE] [--until-closed]
                           [--blocking] [--backend futex|uring-futex|msg-ring|eventfd] [--guard-ms MS]
-                          [--pause-every N --pause-us U]
-  shmcast-peer info  NAME";
+                          [--pause-every N --pause-us U] [--seed S]
+  shmcast-peer info  NAME
+
+serve keeps the channel until stdin reaches end of file, or for --for SECS.
+--perm is octal (640, 0640, 0o640); other numbers are decimal.
+send: --count defaults to 1; --size is at least 16 (a tag and a sequence number).
+recv: without --count, reads until --timeout (default 30 s) or, with --until-closed, the close.";
 
 fn main() -> ExitCode {
     if matches!(
@@ -160,7 +203,7 @@ fn main() -> ExitCode {
         "send" => send(&args),
         "recv" => recv(&args),
         "info" => info(&args),
-        c => Err(format!("unknown command {c:?}")),
+        _ => unreachable!("parse accepts the four commands only"),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -187,7 +230,7 @@ fn serve(a: &Args) -> Result<(), String> {
         .eventfds(a.flag("eventfds"))
         .capacity(a.num("capacity", 256)?)
         .max_message(a.num("max-message", 4096)? as u32)
-        .permissions(a.num("perm", 0o600)? as u32)
+        .permissions(a.octal("perm", 0o600)?)
         .create()
         .map_err(|e| e.to_string())?;
     println!("ready");
@@ -195,7 +238,16 @@ fn serve(a: &Args) -> Result<(), String> {
     match a.opts.get("for") {
         Some(_) => std::thread::sleep(Duration::from_secs(a.num("for", 0)?)),
         // Serve until stdin closes (the parent went away or said so).
-        None => for _ in std::io::stdin().lock().lines() {},
+        None => {
+            let started = Instant::now();
+            for _ in std::io::stdin().lock().lines() {}
+            if started.elapsed() < Duration::from_millis(10) {
+                eprintln!(
+                    "shmcast-peer: standard input is at end of file, so serving stops now \
+                     (run with --for SECS to serve for a set time)"
+                );
+            }
+        }
     }
     if a.flags.iter().any(|f| f == "until-closed") {
         channel.destroy();
@@ -205,7 +257,13 @@ fn serve(a: &Args) -> Result<(), String> {
 
 fn send(a: &Args) -> Result<(), String> {
     let count = a.num("count", 1)?;
-    let size = a.num("size", 16)?.max(16) as usize;
+    let size = a.num("size", 16)?;
+    if size < 16 {
+        return Err(format!(
+            "--size {size}: messages carry a tag and a sequence number, so at least 16 B"
+        ));
+    }
+    let size = size as usize;
     let tag = a.num("tag", std::process::id() as u64)? as u32;
     let batch = a.num("batch", 1)?.max(1) as usize;
     let target = a
@@ -292,7 +350,7 @@ fn send(a: &Args) -> Result<(), String> {
 /// Wait (at most 10 s) until the receivers `ids` have received all `sent`
 /// messages: each of them in broadcast, together otherwise.
 fn wait_for_receivers(
-    ring: &shmcast::core::Ring<shmcast::ShmRegions>,
+    ring: shmcast::RingView<'_>,
     ids: &[SubscriberId],
     sent: u64,
 ) -> Result<(), String> {
@@ -344,7 +402,11 @@ fn recv(a: &Args) -> Result<(), String> {
     }
     println!("joined {} backend {}", rx.id().0, rx.backend());
     std::io::stdout().flush().ok();
-    let mut buf = vec![0u8; a.num("buf", 65536)? as usize];
+    let buf_len = a.num("buf", 65536)?;
+    if buf_len > MAX_BUF {
+        return Err(format!("--buf {buf_len}: at most {MAX_BUF} B"));
+    }
+    let mut buf = vec![0u8; buf_len as usize];
     let mut last: HashMap<u32, u64> = HashMap::new();
     let mut out = match a.opts.get("out") {
         Some(p) => Some(std::io::BufWriter::new(
@@ -424,14 +486,20 @@ fn info(a: &Args) -> Result<(), String> {
     );
     println!("subscribers   {} entries", g.max_subscribers());
     println!("creator uid   {}", peer.creator_uid());
+    println!("permissions   {:04o}", ring.permissions());
     println!("tail / head   {} / {}", ring.tail(), ring.head());
     println!("closed        {}", ring.is_closed());
     for i in 0..g.max_subscribers() as u32 {
         let id = SubscriberId(i);
         if let Some(c) = ring.counters(id) {
             if c.sent + c.received + c.lagged > 0 || ring.is_receiver(id) {
+                let role = if ring.is_receiver(id) {
+                    "receiver"
+                } else {
+                    "sender or left"
+                };
                 println!(
-                    "entry {i:4}    sent {} received {} lagged {}",
+                    "entry {i:4}    {role:14} sent {} received {} lagged {}",
                     c.sent, c.received, c.lagged
                 );
             }
