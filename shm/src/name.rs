@@ -22,7 +22,7 @@ use std::fmt;
 const PREFIX: &[u8] = b"shmcast/";
 
 /// Longest channel name: what fits in `sun_path` (108 bytes) after the
-/// abstract address's leading NUL and [`PREFIX`].
+/// abstract address's leading NUL and the `shmcast/` prefix.
 pub const MAX_NAME_LEN: usize = SUN_PATH_LEN - 1 - PREFIX.len();
 
 /// `sizeof(sockaddr_un.sun_path)` on Linux.
