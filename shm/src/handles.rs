@@ -478,7 +478,7 @@ impl Receiver {
         if let Err(e) = sleeper.publish(inner.ring(), inner.id()) {
             // Could not set up the ring backend: futex always works.
             fallback = Some(Unsupported {
-                kind: selection.kind,
+                kind: Some(selection.kind),
                 reason: e.to_string(),
             });
             sleeper = Sleeper::new(BackendKind::Futex, None).expect("futex always works");
@@ -510,7 +510,7 @@ impl Receiver {
         s.set_guard(self.sleeper.get_mut().guard());
         s.publish(self.inner.ring(), self.inner.id())
             .map_err(|e| Unsupported {
-                kind,
+                kind: Some(kind),
                 reason: e.to_string(),
             })?;
         *self.sleeper.get_mut() = s;

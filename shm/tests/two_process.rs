@@ -682,3 +682,26 @@ fn peer_cli_arguments() {
     let (code, _, err) = server.finish(LIMIT);
     assert_eq!(code, 0, "{err}");
 }
+
+/// A `SHMCAST_NOTIFY` value that names no backend is reported as such (it
+/// once read "notify backend futex is not usable here"), and the receiver
+/// falls back to futex; a known one is used.
+#[test]
+fn notify_env_variable() {
+    let name = unique("env");
+    let _ch = ChannelBuilder::new(&name).create().unwrap();
+    let mut cmd = peer(&["recv", &name, "--count", "0"]);
+    cmd.env("SHMCAST_NOTIFY", "bogus");
+    let (code, out, err) = run_cmd(cmd, LIMIT);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("backend futex"), "{out}");
+    assert!(
+        err.contains("SHMCAST_NOTIFY=\"bogus\" names no notify backend (use futex, uring-futex, msg-ring or eventfd); using futex"),
+        "{err}"
+    );
+    let mut cmd = peer(&["recv", &name, "--count", "0"]);
+    cmd.env("SHMCAST_NOTIFY", "msg-ring");
+    let (code, out, err) = run_cmd(cmd, LIMIT);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("backend msg-ring") && err.is_empty(), "{out}{err}");
+}

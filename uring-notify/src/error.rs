@@ -58,19 +58,19 @@ impl std::error::Error for WakeError {}
 /// A backend that cannot work here, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unsupported {
-    /// The backend.
-    pub kind: BackendKind,
+    /// The backend asked for; `None` when the request named none (a
+    /// `SHMCAST_NOTIFY` value that is not a backend's name).
+    pub kind: Option<BackendKind>,
     /// Why, in words (e.g. "io_uring is disabled by sysctl kernel.io_uring_disabled=2").
     pub reason: String,
 }
 
 impl fmt::Display for Unsupported {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "notify backend {} is not usable here: {}",
-            self.kind, self.reason
-        )
+        match self.kind {
+            Some(kind) => write!(f, "notify backend {kind} is not usable here: {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
     }
 }
 

@@ -95,7 +95,12 @@ impl Probe {
     /// Whether `kind` works here; `eventfds` says whether the channel hands
     /// out eventfds.
     pub fn check(&self, kind: BackendKind, eventfds: bool) -> Result<(), Unsupported> {
-        let no = |reason: String| Err(Unsupported { kind, reason });
+        let no = |reason: String| {
+            Err(Unsupported {
+                kind: Some(kind),
+                reason,
+            })
+        };
         match kind {
             BackendKind::Futex => Ok(()),
             BackendKind::UringFutex => match &self.uring {
@@ -154,8 +159,8 @@ pub fn select(requested: Option<BackendKind>, eventfds: bool) -> Selection {
                 return Selection {
                     kind: BackendKind::Futex,
                     fallback: Some(Unsupported {
-                        kind: BackendKind::Futex,
-                        reason: e.to_string(),
+                        kind: None,
+                        reason: format!("{ENV_BACKEND}={:?} names no notify backend (use futex, uring-futex, msg-ring or eventfd)", e.0),
                     }),
                 }
             }
