@@ -522,7 +522,21 @@ pub fn import(
     control: OwnedFd,
     data: OwnedFd,
 ) -> Result<Attachment, AttachError> {
-    import_checked(descriptor, control, data, None, DEFAULT_MAX_MESSAGE_CAP)
+    import_with(descriptor, control, data, &AttachOptions::default())
+}
+
+/// [`import`] with options: the largest message size to accept
+/// ([`AttachOptions::message_cap`]) and the receivers' notify backend
+/// (the timeout does not apply: nothing is waited for).
+pub fn import_with(
+    descriptor: &[u8],
+    control: OwnedFd,
+    data: OwnedFd,
+    opts: &AttachOptions,
+) -> Result<Attachment, AttachError> {
+    let mut att = import_checked(descriptor, control, data, None, opts.message_cap)?;
+    att.backend = opts.backend;
+    Ok(att)
 }
 
 fn import_checked(
@@ -566,11 +580,17 @@ fn check_import(
         data_size,
         creator_uid,
         ..
-    } = Message::decode(descriptor)?
+    } = Message::decode(descriptor).map_err(|e| match asked {
+        // From the server (attach by name), or from the user (import).
+        Some(_) => AttachError::Handshake(e),
+        None => AttachError::BadDescriptor(e),
+    })?
     else {
-        return Err(AttachError::Handshake(
-            crate::handshake::HandshakeError::Unexpected,
-        ));
+        let e = crate::handshake::HandshakeError::Unexpected;
+        return Err(match asked {
+            Some(_) => AttachError::Handshake(e),
+            None => AttachError::BadDescriptor(e),
+        });
     };
     if asked.is_some_and(|a| a != role) {
         return Err(AttachError::DescriptorMismatch { what: "role" });

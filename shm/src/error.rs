@@ -153,6 +153,9 @@ pub enum AttachError {
     Layout(LayoutError),
     /// The control and data fds are the same file.
     RegionsAlias,
+    /// The descriptor given to [`import`](crate::import) is not one
+    /// [`Channel::export`](crate::Channel::export) makes.
+    BadDescriptor(HandshakeError),
     /// The descriptor and the control header disagree.
     DescriptorMismatch {
         /// What disagrees.
@@ -213,6 +216,9 @@ impl fmt::Display for AttachError {
             AttachError::RegionsAlias => {
                 f.write_str("the control and data regions were handed over as the same file")
             }
+            AttachError::BadDescriptor(e) => {
+                write!(f, "the descriptor is not one Channel::export made: {e}")
+            }
             AttachError::DescriptorMismatch { what } => {
                 write!(f, "descriptor and shared header disagree on the {what}")
             }
@@ -229,7 +235,7 @@ impl std::error::Error for AttachError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             AttachError::InvalidName(e) => Some(e),
-            AttachError::Handshake(e) => Some(e),
+            AttachError::Handshake(e) | AttachError::BadDescriptor(e) => Some(e),
             AttachError::Layout(e) => Some(e),
             AttachError::Io { errno, .. } => Some(errno),
             _ => None,

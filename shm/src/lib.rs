@@ -60,7 +60,7 @@ mod validate;
 mod view;
 
 pub use channel::{
-    attach, attach_with, import, AttachOptions, Attachment, Channel, ChannelBuilder, Export,
+    attach, attach_with, import, import_with, AttachOptions, Attachment, Channel, ChannelBuilder, Export,
 };
 pub use error::{AttachError, CreateError, OpenError, RecvError, Region, SendError};
 pub use handles::{Receiver, SendSlot, Sender, Spin};

@@ -214,22 +214,33 @@ fn garbage_descriptor() {
     let r = real();
     let c = || memfd(&r.words.to_bytes(), r.control_len, SEALS);
     let d = || r.data.try_clone().unwrap();
+    // The descriptor came from the user, not from a server: the error
+    // says so.
+    let e = import(b"hello", c(), d()).unwrap_err();
+    assert!(
+        matches!(e, AttachError::BadDescriptor(HandshakeError::TooShort { len: 5, .. })),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().starts_with("the descriptor is not one Channel::export made: "),
+        "{e}"
+    );
     assert!(matches!(
         import(b"", c(), d()),
-        Err(AttachError::Handshake(HandshakeError::TooShort {
+        Err(AttachError::BadDescriptor(HandshakeError::TooShort {
             len: 0,
             ..
         }))
     ));
     assert!(matches!(
         import(b"definitely not a descriptor at all, no", c(), d()),
-        Err(AttachError::Handshake(HandshakeError::BadMagic))
+        Err(AttachError::BadDescriptor(HandshakeError::BadMagic))
     ));
     // A Hello where a Welcome belongs.
     let hello = Message::Hello { role: Role::Recv }.encode();
     assert!(matches!(
         import(&hello, c(), d()),
-        Err(AttachError::Handshake(HandshakeError::Unexpected))
+        Err(AttachError::BadDescriptor(HandshakeError::Unexpected))
     ));
     // A Welcome that lies about the mode.
     let Message::Welcome {

@@ -705,3 +705,39 @@ fn notify_env_variable() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("backend msg-ring") && err.is_empty(), "{out}{err}");
 }
+
+/// A channel whose messages are larger than the default accepted cap
+/// (1 MiB) is refused by `import` as by `attach`, and imported with
+/// `import_with` and a cap that covers it.
+#[test]
+fn import_with_a_message_cap() {
+    let name = unique("bigimport");
+    let ch = ChannelBuilder::new(&name)
+        .capacity(2)
+        .message_cap(4 << 20)
+        .max_message(2 << 20)
+        .create()
+        .unwrap();
+    let e = ch.export(Role::Recv).unwrap();
+    let err = shmcast::import(&e.descriptor, e.control, e.data).unwrap_err();
+    assert!(err.to_string().contains("above the accepted cap of 1048576 B"), "{err}");
+    let e = ch.export(Role::Recv).unwrap();
+    let opts = shmcast::AttachOptions {
+        message_cap: 4 << 20,
+        backend: Some(shmcast::BackendKind::Eventfd),
+        ..Default::default()
+    };
+    let att = shmcast::import_with(&e.descriptor, e.control, e.data, &opts).unwrap();
+    assert_eq!(att.ring().geometry().max_message(), 2 << 20);
+    // The backend option carries over (eventfd is refused: the channel has
+    // no eventfds, so the receiver says why it fell back).
+    let rx = att.receiver().unwrap();
+    let why = rx.backend_fallback().expect("eventfd asked for").to_string();
+    assert!(why.contains("notify backend eventfd is not usable here"), "{why}");
+    let tx = ch.sender().unwrap();
+    let big = vec![7u8; 2 << 20];
+    tx.try_send(&big).unwrap();
+    let mut buf = vec![0u8; 2 << 20];
+    assert_eq!(rx.try_recv(&mut buf).unwrap().len, 2 << 20);
+    assert!(buf == big);
+}
