@@ -356,9 +356,15 @@ impl SendError {
 pub enum RecvError {
     /// Nothing arrived before the timeout.
     Timeout,
-    /// The channel was destroyed, or (unicast) every sender is gone, and
-    /// everything sent has been received.
+    /// The channel was destroyed and everything sent has been received.
+    /// Final: no message will come.
     Closed,
+    /// Unicast: every sender that joined has left, and everything sent has
+    /// been received. Not final: the channel is still open, and a sender
+    /// that attaches later can send again (while none is attached, a
+    /// blocking receive returns this at once). The pipe-like "end of
+    /// stream" for a receiver that serves one sender's session.
+    NoSenders,
     /// This receiver was overtaken and lost this many messages (see
     /// [`shmcast_core::TryRecvError::Lagged`]); the next call continues from the oldest
     /// message still in the ring.
@@ -374,6 +380,9 @@ impl fmt::Display for RecvError {
         match self {
             RecvError::Timeout => f.write_str("timed out waiting for a message"),
             RecvError::Closed => f.write_str("the channel is closed and drained"),
+            RecvError::NoSenders => {
+                f.write_str("every sender has left and everything they sent was received")
+            }
             RecvError::Lagged(n) => write!(f, "receiver lagged behind and lost {n} messages"),
             RecvError::Detached => f.write_str("this receiver's subscriber entry is gone"),
             RecvError::Sleep(e) => write!(f, "could not sleep: {e}"),

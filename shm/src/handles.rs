@@ -599,11 +599,12 @@ impl Receiver {
             Err(TryRecvError::Empty) => {
                 let ring = self.inner.ring();
                 if ring.mode() == Mode::Unicast && ring.senders_gone() {
-                    // Drained, and nobody is left to send: closed, as for a
-                    // channel whose senders were all dropped.
+                    // Drained, and nobody is left to send (a later sender
+                    // may still come: not `Closed`).
                     return Some(match take(&self.inner) {
                         Ok(m) => Ok(m),
-                        Err(_) => Err(RecvError::Closed),
+                        Err(TryRecvError::Empty) => Err(RecvError::NoSenders),
+                        Err(e) => Err(recv_error(e)),
                     });
                 }
                 None

@@ -427,7 +427,7 @@ fn destroy_wakes_a_sleeping_receiver() {
 }
 
 #[test]
-fn unicast_receiver_sees_closed_when_the_last_sender_leaves() {
+fn unicast_receiver_sees_no_senders_when_the_last_sender_leaves() {
     let name = unique("last-sender");
     let ch = ChannelBuilder::new(&name)
         .capacity(16)
@@ -447,14 +447,30 @@ fn unicast_receiver_sees_closed_when_the_last_sender_leaves() {
         loop {
             match rx.recv_timeout(&mut buf, Duration::from_secs(30)) {
                 Ok(_) => got += 1,
-                Err(e) => return (got, e),
+                Err(e) => return (got, e, rx),
             }
         }
     });
     // A sender process sends three messages and exits.
     let (code, out, err) = run(&["send", &name, "--count", "3", "--blocking"], LIMIT);
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(waiter.join().unwrap(), (3, RecvError::Closed));
+    let (got, e, rx) = waiter.join().unwrap();
+    assert_eq!((got, e), (3, RecvError::NoSenders));
+    // Not final: the channel is open, and a later sender is heard.
+    let (code, out, err) = run(&["send", &name, "--count", "1", "--blocking"], LIMIT);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut buf = [0u8; 64];
+    assert_eq!(rx.recv_timeout(&mut buf, Duration::from_secs(30)).map(|m| m.len), Ok(16));
+    assert_eq!(
+        rx.recv_timeout(&mut buf, Duration::from_secs(30)),
+        Err(RecvError::NoSenders)
+    );
+    // Destroyed: final.
+    ch.destroy();
+    assert_eq!(
+        rx.recv_timeout(&mut buf, Duration::from_secs(30)),
+        Err(RecvError::Closed)
+    );
 }
 
 #[test]

@@ -421,7 +421,10 @@ fn recv(a: &Args) -> Result<(), String> {
             match rx.recv_deadline(&mut buf, deadline) {
                 Ok(info) => Ok(info),
                 Err(shmcast::RecvError::Timeout) => Err(TryRecvError::Empty),
-                Err(shmcast::RecvError::Closed) => Err(TryRecvError::Closed),
+                // Unicast: the senders left; for --until-closed, the end.
+                Err(shmcast::RecvError::Closed | shmcast::RecvError::NoSenders) => {
+                    Err(TryRecvError::Closed)
+                }
                 Err(shmcast::RecvError::Lagged(n)) => Err(TryRecvError::Lagged(n)),
                 Err(e) => return Err(format!("receive after {got}: {e}")),
             }
