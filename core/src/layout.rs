@@ -1,6 +1,7 @@
 //! The shared-memory ABI: what lives where in the two regions of a ring.
 //!
-//! A ring is two regions (DESIGN.md "Memory layout"):
+//! A ring is two regions (the README's "Layout" section has the picture
+//! in words):
 //!
 //! ```text
 //! control region (writable by every attached process)
@@ -120,7 +121,7 @@ pub struct GeometryWords {
 #[derive(Debug)]
 pub struct WakeWords {
     /// Futex word all sleeping broadcast receivers wait on: producers bump it
-    /// once per wake, however many receivers sleep (DESIGN.md "Sleep / wake").
+    /// once per wake, however many receivers sleep.
     pub broadcast: AtomicU32,
     /// Multicast round-robin cursor: the subscriber index after the last one woken.
     pub round_robin: AtomicU32,

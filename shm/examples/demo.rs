@@ -7,8 +7,10 @@
 //!    receiver processes; every receiver checks it got every message in
 //!    order, and reports its rate and the send-to-receive latency.
 //!
-//! Receivers poll (`try_recv` + yield): sleeping receivers come with the
-//! notify backends. Run with `cargo run --release -p shmcast --example demo`.
+//! Receivers poll (`try_recv` + yield), which is what a latency-bound
+//! receiver on a spare CPU does; `Receiver::recv` sleeps instead (see the
+//! README's "Sleeping receivers", and `shmcast-bench` for the wake-up
+//! costs). Run with `cargo run --release -p shmcast --example demo`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

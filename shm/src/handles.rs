@@ -198,7 +198,10 @@ impl Sender {
         Ok(id)
     }
 
-    /// Send as many of `msgs` as fit now with one claim; returns how many.
+    /// Send as many of `msgs` as fit now, in order, with one claim; returns
+    /// how many (at least 1; `Full` if none fit). The sizes are checked
+    /// first: if any message is larger than the channel's maximum, none is
+    /// sent (`TooLarge`), so a batch never goes out in part for that reason.
     pub fn try_send_batch(&self, msgs: &[&[u8]]) -> Result<usize, TrySendError> {
         let n = self.p().try_send_batch(msgs)?;
         if n > 0 {

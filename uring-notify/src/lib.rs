@@ -38,7 +38,7 @@
 //! private word of their own (`futex_waitv`) that the nudge wakes, and
 //! broadcast futex sleepers (bitsets) carry a timeout of two guards.
 //!
-//! Facts that shaped this (measured on kernel 6.18, 2-vCPU VM, DESIGN.md):
+//! Facts that shaped this (measured on kernel 6.18, a 2-vCPU VM):
 //! a cross-CPU wake costs ~6–7 µs whatever the primitive, so the
 //! eventcount matters more than the primitive; io_uring fds cannot be sent
 //! with `SCM_RIGHTS` (6.7+), hence `pidfd_getfd` for `MSG_RING`.
