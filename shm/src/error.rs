@@ -40,6 +40,18 @@ pub enum CreateError {
         /// The name.
         name: String,
     },
+    /// The channel's memory is more than this process can have: more than
+    /// the system's available memory or its memory cgroup's headroom,
+    /// checked before allocating (where the kernel's answer to an
+    /// allocation past a cgroup limit is to kill the process), or refused
+    /// by the allocation itself.
+    OutOfMemory {
+        /// Bytes the two regions take.
+        needed: u64,
+        /// What was available, and by which measure (`None`: the allocation
+        /// failed with `ENOMEM` / `ENOSPC`).
+        available: Option<(u64, &'static str)>,
+    },
     /// A system call failed.
     Io {
         /// What we were doing.
@@ -57,6 +69,14 @@ impl fmt::Display for CreateError {
             CreateError::NameInUse { name } => {
                 write!(f, "a channel named {name:?} is already being served")
             }
+            CreateError::OutOfMemory { needed, available } => {
+                write!(f, "the channel needs {needed} B of memory")?;
+                match available {
+                    Some((bytes, what)) => write!(f, ", but {what} leaves {bytes} B")?,
+                    None => f.write_str(", and allocating it failed")?,
+                }
+                f.write_str("; lower its capacity or max_message")
+            }
             CreateError::Io { op, errno } => write!(f, "{op} failed: {errno}"),
         }
     }
@@ -68,7 +88,7 @@ impl std::error::Error for CreateError {
             CreateError::Config(e) => Some(e),
             CreateError::InvalidName(e) => Some(e),
             CreateError::Io { errno, .. } => Some(errno),
-            CreateError::NameInUse { .. } => None,
+            CreateError::NameInUse { .. } | CreateError::OutOfMemory { .. } => None,
         }
     }
 }
