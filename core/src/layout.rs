@@ -196,7 +196,9 @@ pub struct SubscriberEntry {
     pub wake: AtomicU32,
     /// Which notify backend the receiver sleeps in (set by the notify layer).
     pub backend: AtomicU32,
-    /// Liveness token of the owning process (set by the shm layer).
+    /// Liveness token of the owning process: written by the shm layer,
+    /// for the entry's generation, once it holds the entry's liveness lock
+    /// (`shm/src/liveness.rs`); cleared at join. Untrusted.
     pub liveness: AtomicU64,
     /// Producer claim record: first position of the claim in flight.
     /// Reserved for dead-producer recovery (not written yet: a record

@@ -103,6 +103,13 @@ impl<R: Regions> Producer<R> {
         self.joined.id
     }
 
+    /// The generation of the entry this handle joined (it counts joins of
+    /// the entry): what [`Ring::evict`](crate::Ring::evict) and liveness
+    /// records name it by.
+    pub fn generation(&self) -> u32 {
+        self.joined.gen
+    }
+
     /// The ring this producer sends into.
     pub fn ring(&self) -> &Ring<R> {
         &self.ring

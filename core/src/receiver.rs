@@ -141,6 +141,13 @@ impl<R: Regions> Receiver<R> {
         self.joined.id
     }
 
+    /// The generation of the entry this handle joined (it counts joins of
+    /// the entry): what [`Ring::evict`](crate::Ring::evict) and liveness
+    /// records name it by.
+    pub fn generation(&self) -> u32 {
+        self.joined.gen
+    }
+
     /// The ring this receiver reads from.
     pub fn ring(&self) -> &Ring<R> {
         &self.ring
@@ -411,6 +418,12 @@ impl<R: Regions> Receiver<R> {
     /// The slot at our head holds a later position than our head: we were
     /// overtaken. Jump to the oldest position that can still be in the ring.
     fn lapped(&self, h: u64) -> TryRecvError {
+        // Overtaken because our entry was taken from us (evicted as dead,
+        // or a peer's doing): no longer counted by min-head scans, we would
+        // be lapped again and again. Say so instead.
+        if !self.ring.owns(self.joined.id, self.joined.gen) {
+            return TryRecvError::Detached;
+        }
         let hdr = self.ring.regions.header();
         let tail = hdr.tail.load(Relaxed);
         let oldest = tail.wrapping_sub(self.ring.geo.capacity());

@@ -82,6 +82,7 @@ impl<R: Regions> Ring<R> {
             let id = SubscriberId(i as u32);
             hdr.wake.table_high_water.fetch_max(i as u32 + 1, Relaxed);
             entry.notify_info.store(0, Relaxed);
+            entry.liveness.store(0, Relaxed);
             entry.backend.store(0, Relaxed);
             entry.claim_count.store(0, Relaxed);
             entry.sent.store(0, Relaxed);
@@ -204,6 +205,80 @@ impl<R: Regions> Ring<R> {
             let s = self.regions.entry(i).state.load(Acquire);
             s & STATUS_MASK == ENTRY_ACTIVE && s & ROLE_SEND != 0
         })
+    }
+
+    /// The receivers that keep the ring full: the unicast receiver; the
+    /// broadcast receivers whose `local_head` is the lowest (at most
+    /// `out.len()` of them are written; returns how many). Each comes with
+    /// its entry's generation, for [`Ring::evict`]. Multicast: none (a
+    /// receiver there holds nobody up). What a sender that finds the ring
+    /// full asks about before it checks whether they are alive.
+    pub fn holding_receivers(&self, out: &mut [(SubscriberId, u32)]) -> usize {
+        let hdr = self.regions.header();
+        let max = self.geo.max_subscribers();
+        let active_recv = |i: usize| {
+            let s = self.regions.entry(i).state.load(Relaxed);
+            (s & STATUS_MASK == ENTRY_ACTIVE && s & ROLE_RECV != 0).then(|| generation(s))
+        };
+        match self.geo.mode() {
+            Mode::Unicast => {
+                // Relaxed: a hint, re-checked by `evict`'s CAS on the entry.
+                let held = hdr.wake.exclusive_receiver.load(Relaxed) as usize;
+                match (held.checked_sub(1).filter(|&i| i < max), out.first_mut()) {
+                    (Some(i), Some(slot)) => match active_recv(i) {
+                        Some(gen) => {
+                            *slot = (SubscriberId(i as u32), gen);
+                            1
+                        }
+                        None => 0,
+                    },
+                    _ => 0,
+                }
+            }
+            Mode::Broadcast => {
+                let high = (hdr.wake.table_high_water.load(Relaxed) as usize).min(max);
+                let mut min = u64::MAX;
+                for i in 0..high {
+                    if active_recv(i).is_some() {
+                        min = min.min(self.regions.entry(i).local_head.load(Relaxed));
+                    }
+                }
+                let mut n = 0;
+                for i in 0..high {
+                    if n == out.len() {
+                        break;
+                    }
+                    if let Some(gen) = active_recv(i) {
+                        if self.regions.entry(i).local_head.load(Relaxed) == min {
+                            out[n] = (SubscriberId(i as u32), gen);
+                            n += 1;
+                        }
+                    }
+                }
+                n
+            }
+            Mode::Multicast => 0,
+        }
+    }
+
+    /// Free entry `id`, held by generation `gen`, for a holder known to be
+    /// gone (its process died): what its own drop would have done: the
+    /// entry freed, its waiter bit cleared, a unicast ring's receiver slot
+    /// released (the next receiver starts at the dead one's head: a message
+    /// it was reading when it died is delivered again), a broadcast head
+    /// raised past it. Returns false, doing nothing, if the entry is no
+    /// longer generation `gen`'s. A holder that is alive after all finds its
+    /// handles detached (`Detached`), as after any peer's reclaim.
+    pub fn evict(&self, id: SubscriberId, gen: u32) -> bool {
+        if id.index() >= self.geo.max_subscribers() {
+            return false;
+        }
+        let s = self.regions.entry(id.index()).state.load(Relaxed);
+        if generation(s) != gen || s & STATUS_MASK == ENTRY_FREE {
+            return false;
+        }
+        self.leave(id, gen, Role::Both);
+        true
     }
 
     /// Whether entry `id` still belongs to the handle of generation `gen`.

@@ -466,6 +466,120 @@ pub fn broadcast_leave_unblocks_producer(full_first: bool, leaver_reads: bool) {
     assert_drained(&a);
 }
 
+/// Evicting a broadcast receiver whose process died (`Ring::evict`, by a
+/// third party: here a thread standing for the sender that found it dead)
+/// unblocks a producer held back by it, while the live receiver reads on
+/// and is never taken for the one holding the ring. The "dead" receiver's
+/// handle is only dropped at the end, long after: its leave then finds the
+/// entry no longer its own and does nothing.
+pub fn broadcast_evict_unblocks_producer() {
+    let ring = ring(Mode::Broadcast);
+    let tx = ring.producer().unwrap();
+    let a = ring.receiver().unwrap();
+    let dead = ring.receiver().unwrap();
+    let (dead_id, dead_gen) = (dead.id(), dead.generation());
+    assert_eq!(send(&tx, value(1, 0)), 0);
+    assert_eq!(send(&tx, value(1, 1)), 1);
+    for k in 0..2 {
+        assert_eq!(
+            recv(&a),
+            Msg {
+                id: k,
+                value: value(1, k)
+            }
+        );
+    }
+    let evictor = {
+        let ring = ring.clone();
+        spawn(move || {
+            let mut held = [(SubscriberId(0), 0); 4];
+            let n = ring.holding_receivers(&mut held);
+            assert_eq!(
+                &held[..n],
+                &[(dead_id, dead_gen)],
+                "only the dead one holds the ring"
+            );
+            ring.evict(dead_id, dead_gen)
+        })
+    };
+    let producer = spawn(move || send(&tx, value(1, 2)));
+    assert_eq!(
+        recv(&a),
+        Msg {
+            id: 2,
+            value: value(1, 2)
+        }
+    );
+    assert_eq!(producer.join().unwrap(), 2);
+    assert!(evictor.join().unwrap());
+    assert_drained(&a);
+    let mut buf = [0u8; 8];
+    assert_eq!(dead.try_recv(&mut buf), Err(TryRecvError::Detached));
+    assert!(
+        !ring.evict(dead_id, dead_gen),
+        "a second eviction finds nothing"
+    );
+    drop(dead);
+    assert!(ring.is_receiver(a.id()));
+}
+
+/// Evicting a dead unicast receiver hands its place to the next: a joiner
+/// refused while the dead one holds the ring (`ReceiverTaken`) gets in once
+/// it is evicted, and starts at the dead one's head: it reads every message
+/// the dead one had not, in order, while a producer keeps sending into
+/// the freed room.
+pub fn unicast_evict_hands_over_the_head() {
+    let ring = ring(Mode::Unicast);
+    let tx = ring.producer().unwrap();
+    let dead = ring.receiver().unwrap();
+    let (dead_id, dead_gen) = (dead.id(), dead.generation());
+    for k in 0..2 {
+        assert_eq!(send(&tx, value(1, k)), k);
+    }
+    assert_eq!(
+        recv(&dead),
+        Msg {
+            id: 0,
+            value: value(1, 0)
+        }
+    );
+    assert_eq!(send(&tx, value(1, 2)), 2);
+    let evictor = {
+        let ring = ring.clone();
+        spawn(move || {
+            let mut held = [(SubscriberId(0), 0); 1];
+            assert_eq!(ring.holding_receivers(&mut held), 1);
+            assert_eq!(held[0], (dead_id, dead_gen));
+            assert!(ring.evict(dead_id, dead_gen));
+        })
+    };
+    let joiner = {
+        let ring = ring.clone();
+        spawn(move || {
+            let mut spin = Spin::new("the dead receiver's place");
+            let rx = loop {
+                match ring.receiver() {
+                    Ok(rx) => break rx,
+                    Err(shmcast_core::JoinError::ReceiverTaken) => spin.wait(),
+                    Err(e) => panic!("join: {e:?}"),
+                }
+            };
+            (1..4).map(|_| recv(&rx)).collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(send(&tx, value(1, 3)), 3);
+    evictor.join().unwrap();
+    let got = joiner.join().unwrap();
+    let want: Vec<Msg> = (1..4)
+        .map(|k| Msg {
+            id: k,
+            value: value(1, k),
+        })
+        .collect();
+    assert_eq!(got, want);
+    drop(dead);
+}
+
 // ---------------------------------------------------------------------------
 // Sleep / wake (f)
 

@@ -24,3 +24,13 @@ fn leave_unblocks_a_producer_without_reading() {
 fn leave_unblocks_a_producer_that_first_scans() {
     model_deep(|| scenarios::broadcast_leave_unblocks_producer(false, true));
 }
+
+#[test]
+fn evicting_a_dead_receiver_unblocks_a_producer() {
+    model_deep(scenarios::broadcast_evict_unblocks_producer);
+}
+
+#[test]
+fn evicting_a_dead_unicast_receiver_hands_over_its_head() {
+    model_deep(scenarios::unicast_evict_hands_over_the_head);
+}

@@ -17,6 +17,7 @@ use crate::error::{AttachError, CreateError, OpenError, Region};
 use crate::fd_passing;
 use crate::handles::{Receiver, Sender};
 use crate::handshake::{Message, RefuseReason, MAX_LEN};
+use crate::liveness::{join_receiver, join_sender, Liveness};
 use crate::map::{self, Mapping, ShmRegions};
 use crate::permissions::Policy;
 use crate::server::{Server, Shared};
@@ -159,12 +160,14 @@ impl ChannelBuilder {
             ring: ring.clone(),
             eventfds,
         });
+        let liveness = Liveness::new(shared.fds.control.as_fd()).ok().map(Arc::new);
         let server = Server::start(&self.name, shared.clone())?;
         Ok(Channel {
             name: self.name,
             ring,
             shared,
             server,
+            liveness,
         })
     }
 }
@@ -181,6 +184,8 @@ pub struct Channel {
     ring: Ring<ShmRegions>,
     shared: Arc<Shared>,
     server: Server,
+    /// Liveness locks (`None` if the control memfd could not be reopened).
+    liveness: Option<Arc<Liveness>>,
 }
 
 /// The fds and descriptor of a channel, for handing over on a transport of
@@ -226,8 +231,9 @@ impl Channel {
     /// Join as a sender.
     pub fn sender(&self) -> Result<Sender, OpenError> {
         Ok(Sender::new(
-            self.ring.producer()?,
+            join_sender(&self.ring, self.liveness.as_deref())?,
             self.shared.eventfds.clone(),
+            self.liveness.clone(),
         ))
     }
 
@@ -241,9 +247,10 @@ impl Channel {
     /// with the reason in [`Receiver::backend_fallback`], if it cannot work here).
     pub fn receiver_with(&self, backend: Option<BackendKind>) -> Result<Receiver, OpenError> {
         Ok(Receiver::new(
-            self.ring.receiver()?,
+            join_receiver(&self.ring, self.liveness.as_deref())?,
             self.shared.eventfds.clone(),
             backend,
+            self.liveness.as_ref(),
         ))
     }
 
@@ -308,6 +315,8 @@ pub struct Attachment {
     data: OwnedFd,
     eventfds: Option<Arc<[OwnedFd]>>,
     backend: Option<BackendKind>,
+    /// Liveness locks (`None` if the control memfd could not be reopened).
+    liveness: Option<Arc<Liveness>>,
 }
 
 impl Attachment {
@@ -357,7 +366,11 @@ impl Attachment {
         if !self.role.can_send() {
             return Err(OpenError::RoleNotGranted { granted: self.role });
         }
-        Ok(Sender::new(self.ring.producer()?, self.eventfds.clone()))
+        Ok(Sender::new(
+            join_sender(&self.ring, self.liveness.as_deref())?,
+            self.eventfds.clone(),
+            self.liveness.clone(),
+        ))
     }
 
     /// Join as a receiver (needs a receive role), sleeping in the backend
@@ -372,9 +385,10 @@ impl Attachment {
             return Err(OpenError::RoleNotGranted { granted: self.role });
         }
         Ok(Receiver::new(
-            self.ring.receiver()?,
+            join_receiver(&self.ring, self.liveness.as_deref())?,
             self.eventfds.clone(),
             backend,
+            self.liveness.as_ref(),
         ))
     }
 }
@@ -548,6 +562,7 @@ fn import_checked(
 ) -> Result<Attachment, AttachError> {
     match check_import(descriptor, &control, &data, asked, message_cap) {
         Ok((ring, role, creator_uid)) => Ok(Attachment {
+            liveness: Liveness::new(control.as_fd()).ok().map(Arc::new),
             ring,
             role,
             creator_uid,

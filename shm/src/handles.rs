@@ -14,6 +14,7 @@ use shmcast_core::{
 use shmcast_uring_notify::{select, BackendKind, Sleeper, Unsupported, WakeStats, Waker};
 
 use crate::error::{RecvError, SendError};
+use crate::liveness::{evict_dead, Held, Liveness};
 use crate::map::ShmRegions;
 
 type CoreProducer = shmcast_core::Producer<ShmRegions>;
@@ -33,7 +34,21 @@ pub struct Sender {
     /// A broadcast wake relay we offered may be untaken: watch it after
     /// each publish (`Waker::watch_relay`).
     relay_watch: Cell<bool>,
+    /// The channel's liveness locks (see `liveness`), to find receivers
+    /// that died holding the ring full.
+    liveness: Option<Arc<Liveness>>,
+    /// When we last probed for dead receivers (at most every
+    /// [`PROBE_EVERY`]), and whether the last zero-copy claim found the
+    /// ring full (the next one probes first).
+    last_probe: Cell<Option<Instant>>,
+    claim_was_full: Cell<bool>,
+    /// Our own lock; after `inner`, so it is released after we left.
+    _held: Option<Held>,
 }
+
+/// How often a sender that keeps finding the ring full looks for dead
+/// receivers holding it (one `fcntl` per holder).
+const PROBE_EVERY: Duration = Duration::from_millis(1);
 
 impl fmt::Debug for Sender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -88,13 +103,48 @@ impl FullBackoff {
 }
 
 impl Sender {
-    pub(crate) fn new(inner: CoreProducer, eventfds: Option<Arc<[OwnedFd]>>) -> Self {
+    pub(crate) fn new(
+        inner: CoreProducer,
+        eventfds: Option<Arc<[OwnedFd]>>,
+        liveness: Option<Arc<Liveness>>,
+    ) -> Self {
+        let held = liveness
+            .as_ref()
+            .and_then(|l| Held::take(l, inner.ring(), inner.id(), inner.generation()));
         Sender {
             inner: Some(inner),
             waker: RefCell::new(Waker::new(eventfds)),
             skipped: Cell::new(0),
             relay_watch: Cell::new(false),
+            liveness,
+            last_probe: Cell::new(None),
+            claim_was_full: Cell::new(false),
+            _held: held,
         }
+    }
+
+    /// The ring was full: evict receivers holding it whose processes are
+    /// gone (at most every [`PROBE_EVERY`]). True if any was, so that the
+    /// send is worth trying again.
+    #[cold]
+    #[inline(never)]
+    fn evict_dead_receivers(&self) -> bool {
+        let Some(liveness) = &self.liveness else {
+            return false;
+        };
+        let now = Instant::now();
+        if self
+            .last_probe
+            .get()
+            .is_some_and(|t| now.saturating_duration_since(t) < PROBE_EVERY)
+        {
+            return false;
+        }
+        self.last_probe.set(Some(now));
+        let ring = self.p().ring();
+        let mut held = [(SubscriberId(0), 0); 8];
+        let n = ring.holding_receivers(&mut held);
+        evict_dead(liveness, ring, held[..n].iter().copied()) > 0
     }
 
     #[inline]
@@ -181,7 +231,11 @@ impl Sender {
     /// Send `data` if there is room now. Returns the message id.
     #[inline]
     pub fn try_send(&self, data: &[u8]) -> Result<u64, TrySendError> {
-        let id = self.p().try_send(data)?;
+        let id = match self.p().try_send(data) {
+            Ok(id) => id,
+            Err(TrySendError::Full) if self.evict_dead_receivers() => self.p().try_send(data)?,
+            Err(e) => return Err(e),
+        };
         self.after_publish(1, None);
         Ok(id)
     }
@@ -193,7 +247,13 @@ impl Sender {
 
     /// Send with an [`Envelope`] (target, tag), if there is room now.
     pub fn try_send_with(&self, env: Envelope, data: &[u8]) -> Result<u64, TrySendError> {
-        let id = self.p().try_send_with(env, data)?;
+        let id = match self.p().try_send_with(env, data) {
+            Ok(id) => id,
+            Err(TrySendError::Full) if self.evict_dead_receivers() => {
+                self.p().try_send_with(env, data)?
+            }
+            Err(e) => return Err(e),
+        };
         self.after_publish(1, env.target);
         Ok(id)
     }
@@ -203,7 +263,13 @@ impl Sender {
     /// first: if any message is larger than the channel's maximum, none is
     /// sent (`TooLarge`), so a batch never goes out in part for that reason.
     pub fn try_send_batch(&self, msgs: &[&[u8]]) -> Result<usize, TrySendError> {
-        let n = self.p().try_send_batch(msgs)?;
+        let n = match self.p().try_send_batch(msgs) {
+            Ok(n) => n,
+            Err(TrySendError::Full) if self.evict_dead_receivers() => {
+                self.p().try_send_batch(msgs)?
+            }
+            Err(e) => return Err(e),
+        };
         if n > 0 {
             self.after_publish(n as u64, None);
         }
@@ -218,15 +284,24 @@ impl Sender {
 
     /// [`Sender::try_claim`] with an [`Envelope`].
     pub fn try_claim_with(&mut self, env: Envelope) -> Result<SendSlot<'_>, TrySendError> {
+        // After a claim that found the ring full, look for dead receivers
+        // holding it first (a slot borrowed from `self` cannot be retried
+        // within one call).
+        if self.claim_was_full.get() {
+            self.evict_dead_receivers();
+        }
         let Sender {
             inner,
             waker,
             relay_watch,
+            claim_was_full,
             ..
         } = self;
         let producer = inner.as_mut().expect("only None during drop");
         let ring = producer.ring().clone();
-        let slot = producer.try_claim_with(env)?;
+        let slot = producer.try_claim_with(env);
+        claim_was_full.set(matches!(slot, Err(TrySendError::Full)));
+        let slot = slot?;
         Ok(SendSlot {
             slot: Some(slot),
             ring,
@@ -438,6 +513,8 @@ pub struct Receiver {
     spin: Spin,
     eventfds: Option<Arc<[OwnedFd]>>,
     inner: CoreReceiver,
+    /// Our liveness lock; after `inner`, so it is released after we left.
+    _held: Option<Held>,
 }
 
 impl fmt::Debug for Receiver {
@@ -467,7 +544,10 @@ impl Receiver {
         inner: CoreReceiver,
         eventfds: Option<Arc<[OwnedFd]>>,
         requested: Option<BackendKind>,
+        liveness: Option<&Arc<Liveness>>,
     ) -> Self {
+        let held =
+            liveness.and_then(|l| Held::take(l, inner.ring(), inner.id(), inner.generation()));
         let selection = select(requested, eventfds.is_some());
         let mut fallback = selection.fallback;
         let sleeper = match Sleeper::new(selection.kind, eventfds.clone()) {
@@ -493,6 +573,7 @@ impl Receiver {
             spin: Spin::Auto,
             eventfds,
             inner,
+            _held: held,
         }
     }
 

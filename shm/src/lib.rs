@@ -50,6 +50,7 @@ pub mod error;
 mod fd_passing;
 mod handles;
 pub mod handshake;
+mod liveness;
 mod map;
 pub mod name;
 mod permissions;
@@ -60,17 +61,18 @@ mod validate;
 mod view;
 
 pub use channel::{
-    attach, attach_with, import, import_with, AttachOptions, Attachment, Channel, ChannelBuilder, Export,
+    attach, attach_with, import, import_with, AttachOptions, Attachment, Channel, ChannelBuilder,
+    Export,
 };
 pub use error::{AttachError, CreateError, OpenError, RecvError, Region, SendError};
 pub use handles::{Receiver, SendSlot, Sender, Spin};
 pub use map::ShmRegions;
-pub use view::RingView;
 pub use shmcast_core::{
     Config, Envelope, HeapRing, JoinError, MessageInfo, Mode, Role, SubscriberId, TryRecvError,
     TrySendError,
 };
 pub use shmcast_uring_notify::{BackendKind, Unsupported, WakeStats};
+pub use view::RingView;
 
 /// The core ring crate, re-exported.
 pub use shmcast_core as core;

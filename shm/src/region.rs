@@ -23,17 +23,16 @@ fn io(op: &'static str) -> impl FnOnce(Errno) -> CreateError {
     move |errno| CreateError::Io { op, errno }
 }
 
-/// `memfd_create` + size + `fallocate` + seals.
-fn make(name: &str, which: &str, size: u64) -> Result<OwnedFd, CreateError> {
+/// `memfd_create` + inode mode + size + `fallocate` + seals.
+fn make(name: &str, which: &str, size: u64, mode: u32) -> Result<OwnedFd, CreateError> {
     let fd = fs::memfd_create(
         format!("shmcast:{name}:{which}"),
         MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
     )
     .map_err(io("memfd_create"))?;
-    // Owner-only inode: a receive-only peer of another uid cannot upgrade
-    // its O_RDONLY fd to O_RDWR by re-opening /proc/self/fd/N. (A peer of
-    // the creator's own uid could, but it could also ptrace the creator.)
-    fs::fchmod(&fd, Mode::from_raw_mode(0o600)).map_err(io("fchmod"))?;
+    // The inode's mode decides who may reopen the fd through
+    // /proc/self/fd/N (only a holder of the fd can name it there).
+    fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(io("fchmod"))?;
     fs::ftruncate(&fd, size).map_err(io("ftruncate"))?;
     // Allocate every page now: running out of memory fails here, at
     // creation, rather than as a SIGBUS on first touch in some peer.
@@ -72,8 +71,14 @@ pub(crate) fn create(name: &str, control_size: u64, data_size: u64) -> Result<Me
             });
         }
     }
-    let control = make(name, "control", control_size)?;
-    let data = make(name, "data", data_size)?;
+    // Control: every peer maps it read-write anyway; readable by all so
+    // that each can reopen it for an open file description of its own, on
+    // which it holds its liveness locks (see `liveness`).
+    let control = make(name, "control", control_size, 0o644)?;
+    // Data: owner-only, so that a receive-only peer of another uid cannot
+    // upgrade its O_RDONLY fd to O_RDWR by reopening it. (A peer of the
+    // creator's own uid could, but it could also ptrace the creator.)
+    let data = make(name, "data", data_size, 0o600)?;
     let data_ro = reopen_read_only(&data).map_err(io("open(/proc/self/fd, O_RDONLY)"))?;
     Ok(Memfds {
         control,
@@ -117,9 +122,17 @@ pub(crate) fn headroom() -> Option<(u64, &'static str)> {
             continue;
         };
         let (roots, limit_file, usage_file): (&[&str], _, _) = if controllers.is_empty() {
-            (&["/sys/fs/cgroup", "/sys/fs/cgroup/unified"], "memory.max", "memory.current")
+            (
+                &["/sys/fs/cgroup", "/sys/fs/cgroup/unified"],
+                "memory.max",
+                "memory.current",
+            )
         } else if controllers.split(',').any(|c| c == "memory") {
-            (&["/sys/fs/cgroup/memory"], "memory.limit_in_bytes", "memory.usage_in_bytes")
+            (
+                &["/sys/fs/cgroup/memory"],
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes",
+            )
         } else {
             continue;
         };

@@ -218,11 +218,15 @@ fn garbage_descriptor() {
     // says so.
     let e = import(b"hello", c(), d()).unwrap_err();
     assert!(
-        matches!(e, AttachError::BadDescriptor(HandshakeError::TooShort { len: 5, .. })),
+        matches!(
+            e,
+            AttachError::BadDescriptor(HandshakeError::TooShort { len: 5, .. })
+        ),
         "{e:?}"
     );
     assert!(
-        e.to_string().starts_with("the descriptor is not one Channel::export made: "),
+        e.to_string()
+            .starts_with("the descriptor is not one Channel::export made: "),
         "{e}"
     );
     assert!(matches!(

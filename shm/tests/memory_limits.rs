@@ -59,7 +59,11 @@ fn more_than_the_machine_has() {
         "{msg}"
     );
     // Refused up front, not after writing gigabytes.
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// A memory cgroup with a 64 MiB limit, made under this process's own
@@ -103,7 +107,10 @@ fn make_memory_cgroup(limit: u64) -> Option<std::path::PathBuf> {
         let mut parts = line.splitn(3, ':');
         let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
         let (base, limit_file) = if controllers.split(',').any(|c| c == "memory") {
-            (format!("/sys/fs/cgroup/memory{path}"), "memory.limit_in_bytes")
+            (
+                format!("/sys/fs/cgroup/memory{path}"),
+                "memory.limit_in_bytes",
+            )
         } else if controllers.is_empty() {
             // v2: our cgroup must delegate the memory controller.
             let base = format!("/sys/fs/cgroup{path}");

@@ -460,7 +460,11 @@ fn unicast_receiver_sees_no_senders_when_the_last_sender_leaves() {
     let (code, out, err) = run(&["send", &name, "--count", "1", "--blocking"], LIMIT);
     assert_eq!(code, 0, "{out}{err}");
     let mut buf = [0u8; 64];
-    assert_eq!(rx.recv_timeout(&mut buf, Duration::from_secs(30)).map(|m| m.len), Ok(16));
+    assert_eq!(
+        rx.recv_timeout(&mut buf, Duration::from_secs(30))
+            .map(|m| m.len),
+        Ok(16)
+    );
     assert_eq!(
         rx.recv_timeout(&mut buf, Duration::from_secs(30)),
         Err(RecvError::NoSenders)

@@ -488,7 +488,10 @@ fn rfc_invalid_parameters() {
 #[test]
 fn longest_name() {
     let base = unique("long");
-    let long = format!("{base}{}", "x".repeat(shmcast::name::MAX_NAME_LEN - base.len()));
+    let long = format!(
+        "{base}{}",
+        "x".repeat(shmcast::name::MAX_NAME_LEN - base.len())
+    );
     assert_eq!(long.len(), shmcast::name::MAX_NAME_LEN);
     let ch = ChannelBuilder::new(&long).create().unwrap();
     let tx = ch.sender().unwrap();
@@ -505,7 +508,9 @@ fn longest_name() {
     );
     assert!(matches!(
         attach(&longer, Role::Recv),
-        Err(AttachError::InvalidName(shmcast::name::NameError::TooLong { .. }))
+        Err(AttachError::InvalidName(
+            shmcast::name::NameError::TooLong { .. }
+        ))
     ));
 }
 
@@ -677,7 +682,10 @@ fn peer_cli_arguments() {
     assert!(err.contains("--buf 99999999999999: at most"), "{err}");
     let (code, out, err) = run(&["frobnicate", &name], LIMIT);
     assert_eq!(code, 64, "{err}");
-    assert!(err.contains("unknown command \"frobnicate\"") && err.contains("usage:"), "{out}{err}");
+    assert!(
+        err.contains("unknown command \"frobnicate\"") && err.contains("usage:"),
+        "{out}{err}"
+    );
     drop(server.child.stdin.take());
     let (code, _, err) = server.finish(LIMIT);
     assert_eq!(code, 0, "{err}");
@@ -703,7 +711,10 @@ fn notify_env_variable() {
     cmd.env("SHMCAST_NOTIFY", "msg-ring");
     let (code, out, err) = run_cmd(cmd, LIMIT);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("backend msg-ring") && err.is_empty(), "{out}{err}");
+    assert!(
+        out.contains("backend msg-ring") && err.is_empty(),
+        "{out}{err}"
+    );
 }
 
 /// A channel whose messages are larger than the default accepted cap
@@ -720,7 +731,11 @@ fn import_with_a_message_cap() {
         .unwrap();
     let e = ch.export(Role::Recv).unwrap();
     let err = shmcast::import(&e.descriptor, e.control, e.data).unwrap_err();
-    assert!(err.to_string().contains("above the accepted cap of 1048576 B"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("above the accepted cap of 1048576 B"),
+        "{err}"
+    );
     let e = ch.export(Role::Recv).unwrap();
     let opts = shmcast::AttachOptions {
         message_cap: 4 << 20,
@@ -732,8 +747,14 @@ fn import_with_a_message_cap() {
     // The backend option carries over (eventfd is refused: the channel has
     // no eventfds, so the receiver says why it fell back).
     let rx = att.receiver().unwrap();
-    let why = rx.backend_fallback().expect("eventfd asked for").to_string();
-    assert!(why.contains("notify backend eventfd is not usable here"), "{why}");
+    let why = rx
+        .backend_fallback()
+        .expect("eventfd asked for")
+        .to_string();
+    assert!(
+        why.contains("notify backend eventfd is not usable here"),
+        "{why}"
+    );
     let tx = ch.sender().unwrap();
     let big = vec![7u8; 2 << 20];
     tx.try_send(&big).unwrap();

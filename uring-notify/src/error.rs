@@ -68,7 +68,11 @@ pub struct Unsupported {
 impl fmt::Display for Unsupported {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
-            Some(kind) => write!(f, "notify backend {kind} is not usable here: {}", self.reason),
+            Some(kind) => write!(
+                f,
+                "notify backend {kind} is not usable here: {}",
+                self.reason
+            ),
             None => f.write_str(&self.reason),
         }
     }

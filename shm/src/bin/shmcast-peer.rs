@@ -57,15 +57,40 @@ struct Args {
 
 /// The options (and flags) each command takes.
 const SERVE_OPTS: &[&str] = &[
-    "mode", "capacity", "max-message", "perm", "for", "eventfds", "until-closed",
+    "mode",
+    "capacity",
+    "max-message",
+    "perm",
+    "for",
+    "eventfds",
+    "until-closed",
 ];
 const SEND_OPTS: &[&str] = &[
-    "count", "size", "tag", "target", "batch", "timeout", "blocking", "pause-every", "pause-us",
-    "seed", "sync-every", "receivers",
+    "count",
+    "size",
+    "tag",
+    "target",
+    "batch",
+    "timeout",
+    "blocking",
+    "pause-every",
+    "pause-us",
+    "seed",
+    "sync-every",
+    "receivers",
 ];
 const RECV_OPTS: &[&str] = &[
-    "count", "buf", "timeout", "out", "until-closed", "blocking", "backend", "guard-ms",
-    "pause-every", "pause-us", "seed",
+    "count",
+    "buf",
+    "timeout",
+    "out",
+    "until-closed",
+    "blocking",
+    "backend",
+    "guard-ms",
+    "pause-every",
+    "pause-us",
+    "seed",
 ];
 
 /// The largest receive buffer `recv --buf` allocates: 1 GiB.

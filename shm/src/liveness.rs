@@ -1,0 +1,286 @@
+//! Telling a dead subscriber from a slow one without trusting pids: each
+//! process holds an open-file-description (OFD) lock on one byte per
+//! subscriber entry it holds, and the kernel drops the lock when the process
+//! dies (its last fd for that description closes).
+//!
+//! - Every process reopens the control memfd through `/proc/self/fd` for
+//!   its own open file description (the fd the channel handed it is one
+//!   description shared by every peer, since `SCM_RIGHTS` passes
+//!   descriptions, and locks of one description never conflict with each
+//!   other). On it, a subscriber takes a read lock on byte
+//!   [`LOCK_BASE`]` + index`, past the end of the file (locks may lie
+//!   anywhere), then stores [`token`]`(generation)` in its entry's
+//!   `liveness` word.
+//! - A sender that finds the ring full asks about the receivers that hold
+//!   it ([`shmcast_core::Ring::holding_receivers`]): an entry whose word
+//!   shows the token for its current generation but whose byte no other
+//!   description holds a lock on (`F_OFD_GETLK` through the shared
+//!   description, on which nobody of ours locks) belongs to a dead process,
+//!   and is evicted ([`shmcast_core::Ring::evict`]).
+//! - An entry without the token (a peer that could not reopen the memfd,
+//!   `/proc` missing, or an older version) is never judged dead: the ring
+//!   waits for it, as before.
+//!
+//! What a peer can do with this: write tokens, or take locks of its own
+//! through the shared description (which the probe does not see). That
+//! makes an entry look dead or alive at will, and evicting a live receiver
+//! is something a peer can already do by writing its entry's state; it
+//! cannot remove another description's lock. A process that forks shares
+//! its description with the child, so its entries count as alive while
+//! either lives; `exec` closes it (close-on-exec), which is right, since
+//! `exec` also drops the mapping.
+
+#![allow(unsafe_code)] // two fcntl calls that rustix does not wrap (byte-range OFD locks)
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::Arc;
+
+use rustix::io::Errno;
+use shmcast_core::layout::ENTRY_ACTIVE;
+use shmcast_core::{JoinError, Regions, Ring, SubscriberId};
+
+use crate::ShmRegions;
+
+/// First lock byte: entry `i` is byte `LOCK_BASE + i`, far past any
+/// control region (locks do not need the bytes to exist).
+pub(crate) const LOCK_BASE: u64 = 1 << 40;
+
+/// The `liveness` word of an entry whose holder took its lock, for
+/// generation `gen`: a stale word of an earlier holder never matches.
+pub(crate) fn token(gen: u32) -> u64 {
+    (u64::from(gen) << 32) | 0x4f46_444c // "OFDL"
+}
+
+fn lock_at(index: usize, kind: libc::c_short) -> libc::flock {
+    libc::flock {
+        l_type: kind,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: (LOCK_BASE + index as u64) as libc::off_t,
+        l_len: 1,
+        // Must be 0 for OFD locks.
+        l_pid: 0,
+    }
+}
+
+fn fcntl_lock(fd: BorrowedFd<'_>, cmd: libc::c_int, lock: &mut libc::flock) -> Result<(), Errno> {
+    // SAFETY: `fd` is open for the call (borrowed); `lock` is a valid,
+    // exclusively borrowed `struct flock`, which F_OFD_SETLK reads and
+    // F_OFD_GETLK reads and writes, and nothing else.
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), cmd, lock as *mut libc::flock) };
+    if r == -1 {
+        Err(Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A process's view of one channel's liveness locks: its own open file
+/// description of the control memfd (to lock on), and the shared one (to
+/// probe through).
+#[derive(Debug)]
+pub(crate) struct Liveness {
+    /// A copy of the fd the channel was handed: the description every peer
+    /// shares.
+    shared: OwnedFd,
+    /// This process's own description, if the memfd could be reopened.
+    own: Option<OwnedFd>,
+}
+
+impl Liveness {
+    /// Reopen `control` (the channel's control memfd, as handed over) for
+    /// a description of our own. Failing that (no `/proc`, an inode mode
+    /// that refuses us), our entries carry no token: never judged dead.
+    pub(crate) fn new(control: BorrowedFd<'_>) -> Result<Self, Errno> {
+        let shared = rustix::io::fcntl_dupfd_cloexec(control, 0)?;
+        let own = rustix::fs::open(
+            format!("/proc/self/fd/{}", control.as_raw_fd()),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .ok();
+        Ok(Liveness { shared, own })
+    }
+
+    /// Take entry `index`'s lock; true if held (then publish the token).
+    pub(crate) fn hold(&self, index: usize) -> bool {
+        let Some(own) = &self.own else { return false };
+        let mut lock = lock_at(index, libc::F_RDLCK as libc::c_short);
+        fcntl_lock(own.as_fd(), libc::F_OFD_SETLK, &mut lock).is_ok()
+    }
+
+    /// Drop entry `index`'s lock (after leaving the entry).
+    pub(crate) fn release(&self, index: usize) {
+        let Some(own) = &self.own else { return };
+        let mut lock = lock_at(index, libc::F_UNLCK as libc::c_short);
+        let _ = fcntl_lock(own.as_fd(), libc::F_OFD_SETLK, &mut lock);
+    }
+
+    /// Whether a description other than the shared one holds entry
+    /// `index`'s lock: `Some(false)` means whoever locked it is gone.
+    /// `None` if the kernel would not say.
+    pub(crate) fn held(&self, index: usize) -> Option<bool> {
+        let mut lock = lock_at(index, libc::F_WRLCK as libc::c_short);
+        fcntl_lock(self.shared.as_fd(), libc::F_OFD_GETLK, &mut lock).ok()?;
+        Some(lock.l_type != libc::F_UNLCK as libc::c_short)
+    }
+}
+
+/// A subscriber's lock, held for as long as its handle lives (declared
+/// after the core handle in the handles, so that it is released after the
+/// entry was left).
+#[derive(Debug)]
+pub(crate) struct Held {
+    liveness: Arc<Liveness>,
+    index: usize,
+}
+
+impl Held {
+    /// Lock entry `id`'s byte and publish the token of generation `gen`;
+    /// `None` (no token: never judged dead) if the lock cannot be taken.
+    pub(crate) fn take(
+        liveness: &Arc<Liveness>,
+        ring: &Ring<ShmRegions>,
+        id: SubscriberId,
+        gen: u32,
+    ) -> Option<Held> {
+        if id.index() >= ring.geometry().max_subscribers() || !liveness.hold(id.index()) {
+            return None;
+        }
+        // ORDERING: Release; pairs with the Acquire load in `evict_dead`:
+        // a prober that sees the token probes after our lock was taken.
+        ring.regions()
+            .entry(id.index())
+            .liveness
+            .store(token(gen), Release);
+        Some(Held {
+            liveness: liveness.clone(),
+            index: id.index(),
+        })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.liveness.release(self.index);
+    }
+}
+
+/// Evict, among `candidates` (entry and generation), those whose holder is
+/// gone: its token is published for that generation and no description
+/// holds its lock. Returns how many were evicted.
+pub(crate) fn evict_dead(
+    liveness: &Liveness,
+    ring: &Ring<ShmRegions>,
+    candidates: impl IntoIterator<Item = (SubscriberId, u32)>,
+) -> usize {
+    let max = ring.geometry().max_subscribers();
+    let mut evicted = 0;
+    for (id, gen) in candidates {
+        if id.index() >= max {
+            continue;
+        }
+        // ORDERING: Acquire; pairs with the Release store in `Held::take`,
+        // made after the holder took its lock: the probe below sees that
+        // lock unless its description was closed since (the holder died).
+        let word = ring.regions().entry(id.index()).liveness.load(Acquire);
+        if word == token(gen) && liveness.held(id.index()) == Some(false) && ring.evict(id, gen) {
+            evicted += 1;
+        }
+    }
+    evicted
+}
+
+/// Every active entry of the table with its generation (for a join that
+/// found the table full: dead holders of any role are evicted).
+pub(crate) fn active_entries(
+    ring: &Ring<ShmRegions>,
+) -> impl Iterator<Item = (SubscriberId, u32)> + '_ {
+    (0..ring.geometry().max_subscribers()).filter_map(move |i| {
+        // Relaxed: a candidate list; `evict` re-checks with a CAS.
+        let s = ring.regions().entry(i).state.load(Relaxed);
+        (s & 0xff == ENTRY_ACTIVE).then_some((SubscriberId(i as u32), (s >> 32) as u32))
+    })
+}
+
+/// Join `ring` as a receiver; if the join is refused because a unicast
+/// receiver holds the ring, or the table is full, and dead holders are
+/// evicted, try once more.
+pub(crate) fn join_receiver(
+    ring: &Ring<ShmRegions>,
+    liveness: Option<&Liveness>,
+) -> Result<shmcast_core::Receiver<ShmRegions>, JoinError> {
+    match (ring.receiver(), liveness) {
+        (Err(e @ (JoinError::ReceiverTaken | JoinError::TableFull { .. })), Some(l)) => {
+            let evicted = if e == JoinError::ReceiverTaken {
+                let mut held = [(SubscriberId(0), 0); 1];
+                let n = ring.holding_receivers(&mut held);
+                evict_dead(l, ring, held[..n].iter().copied())
+            } else {
+                evict_dead(l, ring, active_entries(ring))
+            };
+            if evicted > 0 {
+                ring.receiver()
+            } else {
+                Err(e)
+            }
+        }
+        (r, _) => r,
+    }
+}
+
+/// Join `ring` as a sender, evicting dead holders if the table is full.
+pub(crate) fn join_sender(
+    ring: &Ring<ShmRegions>,
+    liveness: Option<&Liveness>,
+) -> Result<shmcast_core::Producer<ShmRegions>, JoinError> {
+    match (ring.producer(), liveness) {
+        (Err(e @ JoinError::TableFull { .. }), Some(l)) => {
+            if evict_dead(l, ring, active_entries(ring)) > 0 {
+                ring.producer()
+            } else {
+                Err(e)
+            }
+        }
+        (r, _) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memfd() -> OwnedFd {
+        let fd =
+            rustix::fs::memfd_create("liveness-test", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(0o644)).unwrap();
+        fd
+    }
+
+    #[test]
+    fn a_lock_shows_through_the_shared_description_until_released() {
+        let shared = memfd();
+        let a = Liveness::new(shared.as_fd()).unwrap();
+        let b = Liveness::new(shared.as_fd()).unwrap();
+        assert_eq!(a.held(3), Some(false));
+        assert!(a.hold(3));
+        // Seen by anyone probing, this process included.
+        assert_eq!(a.held(3), Some(true));
+        assert_eq!(b.held(3), Some(true));
+        assert_eq!(b.held(4), Some(false));
+        // Two holders of one byte (read locks share).
+        assert!(b.hold(3));
+        a.release(3);
+        assert_eq!(a.held(3), Some(true));
+        drop(b); // its description closes: its lock goes
+        assert_eq!(a.held(3), Some(false));
+    }
+
+    #[test]
+    fn tokens_differ_by_generation() {
+        assert_ne!(token(1), token(2));
+        assert_ne!(token(0), 0);
+    }
+}

@@ -1,0 +1,205 @@
+//! Subscribers whose process was killed: a sender finds them when they
+//! hold the ring full, a joiner when they hold what it needs (the unicast
+//! receiver's place, the last table entry), and they are evicted; live ones,
+//! even stopped, never are. Real processes, SIGKILL / SIGSTOP.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use shmcast::{attach, ChannelBuilder, Mode, OpenError, Role, SendError, SubscriberId};
+
+/// A `shmcast-peer recv` on `name` that has joined; returns it and its id.
+fn receiver_process(name: &str) -> (Running, SubscriberId) {
+    receiver_process_as(name, None)
+}
+
+/// [`receiver_process`], run as `uid` (and that gid) if given.
+fn receiver_process_as(name: &str, uid: Option<u32>) -> (Running, SubscriberId) {
+    let mut cmd = peer(&[
+        "recv",
+        name,
+        "--blocking",
+        "--timeout",
+        "60",
+        "--guard-ms",
+        "50",
+    ]);
+    if let Some(uid) = uid {
+        run_as(&mut cmd, uid, uid, vec![]);
+    }
+    let mut r = Running::spawn(cmd);
+    let line = r.line();
+    let id = line
+        .strip_prefix("joined ")
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    (r, SubscriberId(id))
+}
+
+/// Wait (bounded) until entry `id` has received `n` messages.
+fn wait_received(view: shmcast::RingView<'_>, id: SubscriberId, n: u64) {
+    let deadline = Instant::now() + LIMIT;
+    while view.counters(id).map_or(0, |c| c.received) < n {
+        assert!(Instant::now() < deadline, "receiver {id:?} stuck below {n}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn kill(mut r: Running) {
+    r.child.kill().unwrap();
+    r.child.wait().unwrap();
+}
+
+#[test]
+fn a_killed_unicast_receiver_gives_its_place_to_the_next() {
+    let name = unique("dead-uni");
+    let ch = ChannelBuilder::new(&name)
+        .capacity(8)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let tx = ch.sender().unwrap();
+    let (child, id) = receiver_process(&name);
+    for i in 0u64..2 {
+        tx.send(&i.to_le_bytes()).unwrap();
+    }
+    wait_received(ch.ring(), id, 2);
+    kill(child);
+    // The ring fills: the messages wait for the next receiver.
+    let mut sent = 2u64;
+    while tx.try_send(&sent.to_le_bytes()).is_ok() {
+        sent += 1;
+    }
+    assert_eq!(sent, 10);
+    // The dead receiver's place is taken over (it was ReceiverTaken for
+    // good), and the new receiver reads on from where it stopped.
+    let rx = attach(&name, Role::Recv).unwrap().receiver().unwrap();
+    let mut buf = [0u8; 64];
+    for want in 2u64..10 {
+        let m = rx.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap();
+        assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), want);
+        assert_eq!(m.len, 8);
+    }
+}
+
+#[test]
+fn a_killed_broadcast_receiver_stops_holding_the_ring() {
+    let name = unique("dead-bcast");
+    let ch = ChannelBuilder::new(&name)
+        .mode(Mode::Broadcast)
+        .capacity(8)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let tx = ch.sender().unwrap();
+    let rx = ch.receiver().unwrap();
+    let (child, id) = receiver_process(&name);
+    let mut buf = [0u8; 64];
+    tx.send(b"both").unwrap();
+    wait_received(ch.ring(), id, 1);
+    kill(child);
+    // It held position 1 for good; now the sender moves past it.
+    for i in 0u64..100 {
+        tx.send_timeout(&i.to_le_bytes(), Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("send {i}: {e}"));
+        let m = rx.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap();
+        if i == 0 {
+            assert_eq!(&buf[..m.len], b"both");
+            rx.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap();
+        }
+        assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), i);
+    }
+    assert!(
+        !ch.ring().is_receiver(id),
+        "the dead receiver's entry is free"
+    );
+}
+
+#[test]
+fn a_stopped_receiver_is_alive_and_keeps_its_messages() {
+    let name = unique("stopped");
+    let ch = ChannelBuilder::new(&name)
+        .mode(Mode::Broadcast)
+        .capacity(8)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let tx = ch.sender().unwrap();
+    let (child, id) = receiver_process(&name);
+    tx.send(b"first").unwrap();
+    wait_received(ch.ring(), id, 1);
+    let pid = rustix::process::Pid::from_child(&child.child);
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    for i in 0u64..8 {
+        tx.send_timeout(&i.to_le_bytes(), Duration::from_secs(5))
+            .unwrap();
+    }
+    // Full, and it stays full: a stopped process is not a dead one.
+    assert_eq!(
+        tx.send_timeout(b"more", Duration::from_millis(300)),
+        Err(SendError::Timeout)
+    );
+    assert!(ch.ring().is_receiver(id));
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    // Awake again, it reads on, and the send goes through.
+    tx.send_timeout(b"more", Duration::from_secs(10)).unwrap();
+    wait_received(ch.ring(), id, 10);
+    kill(child);
+}
+
+#[test]
+fn dead_subscribers_free_a_full_table() {
+    let name = unique("dead-table");
+    let ch = ChannelBuilder::new(&name)
+        .mode(Mode::Broadcast)
+        .max_subscribers(2)
+        .capacity(8)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let tx = ch.sender().unwrap();
+    let (child, _) = receiver_process(&name);
+    // Both entries taken: the table is full.
+    assert!(matches!(
+        attach(&name, Role::Recv).unwrap().receiver(),
+        Err(OpenError::Join(shmcast::JoinError::TableFull { .. }))
+    ));
+    kill(child);
+    let rx = attach(&name, Role::Recv).unwrap().receiver().unwrap();
+    tx.send(b"to the new one").unwrap();
+    let mut buf = [0u8; 64];
+    let m = rx.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap();
+    assert_eq!(&buf[..m.len], b"to the new one");
+}
+
+/// The receiver of another user reopens the control memfd for its lock
+/// like anyone (the inode is readable by all; the channel's own mode bits
+/// decided who got the fd), so its death is found the same way.
+#[test]
+fn a_killed_receiver_of_another_user_is_found_too() {
+    if !rustix::process::geteuid().is_root() {
+        println!("skipped: needs root to run a peer as another user");
+        return;
+    }
+    let name = unique("dead-other");
+    let ch = ChannelBuilder::new(&name)
+        .mode(Mode::Broadcast)
+        .capacity(8)
+        .max_message(64)
+        .permissions(0o644)
+        .create()
+        .unwrap();
+    let tx = ch.sender().unwrap();
+    let (child, id) = receiver_process_as(&name, Some(65534));
+    tx.send(b"one").unwrap();
+    wait_received(ch.ring(), id, 1);
+    kill(child);
+    for i in 0u64..20 {
+        tx.send_timeout(&i.to_le_bytes(), Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("send {i}: {e}"));
+    }
+    assert!(!ch.ring().is_receiver(id));
+}
