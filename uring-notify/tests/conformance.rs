@@ -602,7 +602,11 @@ fn guard_bounds_every_sleep() {
             Ok(()) => short(),
             r => r,
         };
-        assert_eq!(r, Err(SleepError::Timeout), "{kind}: the caller's own timeout");
+        assert_eq!(
+            r,
+            Err(SleepError::Timeout),
+            "{kind}: the caller's own timeout"
+        );
         s.set_guard(Duration::MAX);
         assert_eq!(s.guard(), shmcast_uring_notify::MAX_WAKE_GUARD);
         assert_eq!(
