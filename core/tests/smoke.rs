@@ -124,3 +124,33 @@ fn broadcast_full_ring_follows_the_laggard() {
         send(false);
     }
 }
+
+/// With no receiver attached: unicast and multicast keep messages for the
+/// next receiver and report `Full` when the ring is; broadcast never fills
+/// and a receiver that joins later starts at the tail (README, "no
+/// receiver").
+#[test]
+fn no_receiver_attached() {
+    use shmcast_core::{Config, HeapRing, Mode, TryRecvError, TrySendError};
+    for mode in [Mode::Unicast, Mode::Multicast, Mode::Broadcast] {
+        let r = HeapRing::new(&Config::new(mode).capacity(4).max_message(8)).unwrap();
+        let tx = r.producer().unwrap();
+        let mut sent = 0u64;
+        while sent < 10 && tx.try_send(&sent.to_le_bytes()).is_ok() {
+            sent += 1;
+        }
+        let rx = r.receiver().unwrap();
+        let mut buf = [0u8; 8];
+        if mode == Mode::Broadcast {
+            assert_eq!(sent, 10, "{mode:?}: never full without receivers");
+            assert_eq!(rx.try_recv(&mut buf), Err(TryRecvError::Empty));
+        } else {
+            assert_eq!(sent, 4, "{mode:?}: full at capacity");
+            assert_eq!(tx.try_send(b"more"), Err(TrySendError::Full));
+            for want in 0u64..4 {
+                rx.try_recv(&mut buf).unwrap();
+                assert_eq!(u64::from_le_bytes(buf), want, "{mode:?}");
+            }
+        }
+    }
+}

@@ -312,6 +312,14 @@ impl Sender {
     }
 
     /// Send `data`, waiting while the ring is full.
+    ///
+    /// A full ring waits for its receivers, however long: with none
+    /// attached to a unicast or multicast ring (a receiver that left, say),
+    /// messages stay in the ring for the next one, and this waits until it
+    /// comes (a broadcast ring without receivers is never full). Receivers
+    /// whose processes died are evicted (see the README's "dead peer"), so
+    /// they never hold the ring for good. [`Sender::send_timeout`] bounds
+    /// the wait.
     pub fn send(&self, data: &[u8]) -> Result<u64, SendError> {
         self.send_until(Envelope::default(), data, None)
     }
