@@ -99,6 +99,10 @@ pub struct Receiver<R: Regions> {
     pub(crate) since_scan: Cell<u32>,
     pub(crate) received: Cell<u64>,
     pub(crate) lagged: Cell<u64>,
+    /// Set once this receiver found its entry taken from it (evicted as
+    /// dead, or a peer's doing): every later receive is `Detached`, and it
+    /// no longer moves the head it shares with the entry's new holder.
+    pub(crate) detached: Cell<bool>,
 }
 
 impl<R: Regions> fmt::Debug for Receiver<R> {
@@ -133,6 +137,7 @@ impl<R: Regions> Receiver<R> {
             since_scan: Cell::new(0),
             received: Cell::new(0),
             lagged: Cell::new(0),
+            detached: Cell::new(false),
         }
     }
 
@@ -173,6 +178,9 @@ impl<R: Regions> Receiver<R> {
         let geo = &self.ring.geo;
         if geo.mode() == Mode::Multicast {
             return multicast::try_recv(self, buf);
+        }
+        if self.detached.get() {
+            return Err(TryRecvError::Detached);
         }
         // Fast path (unicast / broadcast): the slot at our head is published
         // and for us, or nothing is published there yet. Everything else
@@ -264,6 +272,9 @@ impl<R: Regions> Receiver<R> {
         }
         if self.ring.geo.mode() == Mode::Multicast {
             return self.recv_batch_multicast(buf, infos);
+        }
+        if self.detached.get() {
+            return Err(TryRecvError::Detached);
         }
         let geo = &self.ring.geo;
         let max = geo.max_message();
@@ -389,6 +400,9 @@ impl<R: Regions> Receiver<R> {
     /// Unicast / broadcast: step over skip records and messages addressed to
     /// others until a message for us is at the head. Bounded: at most one lap.
     fn next_ready(&self) -> Result<Peek, TryRecvError> {
+        if self.detached.get() {
+            return Err(TryRecvError::Detached);
+        }
         let geo = &self.ring.geo;
         for _ in 0..=geo.capacity() {
             let h = self.head.get();
@@ -422,6 +436,7 @@ impl<R: Regions> Receiver<R> {
         // or a peer's doing): no longer counted by min-head scans, we would
         // be lapped again and again. Say so instead.
         if !self.ring.owns(self.joined.id, self.joined.gen) {
+            self.detached.set(true);
             return TryRecvError::Detached;
         }
         let hdr = self.ring.regions.header();
@@ -456,6 +471,16 @@ impl<R: Regions> Receiver<R> {
     #[inline]
     pub(crate) fn advance_by(&self, to: u64, delivered: u64, steps: u32) {
         self.head.set(to);
+        if self.ring.geo.mode() != Mode::Multicast
+            && !self.ring.owns(self.joined.id, self.joined.gen)
+        {
+            // Our entry was taken (we were evicted as dead, or a peer freed
+            // it): its new holder, or the next unicast receiver, reads from
+            // the head as we left it, so do not move it (what we just read
+            // is read again there), and stop here.
+            self.detached.set(true);
+            return;
+        }
         if delivered != 0 {
             let n = self.received.get().wrapping_add(delivered);
             self.received.set(n);

@@ -154,3 +154,46 @@ fn no_receiver_attached() {
         }
     }
 }
+
+/// A receiver whose entry was evicted while it still runs (a false "dead",
+/// or a peer's doing) stops there: it does not move the head its successor
+/// reads from (at most the message in its hands is read twice), and every
+/// later receive is `Detached`.
+#[test]
+fn an_evicted_receiver_stops_and_stays_detached() {
+    use shmcast_core::{Config, HeapRing, Mode, TryRecvError};
+    for mode in [Mode::Unicast, Mode::Broadcast] {
+        let r = HeapRing::new(&Config::new(mode).capacity(4).max_message(8)).unwrap();
+        let tx = r.producer().unwrap();
+        let old = r.receiver().unwrap();
+        let mut buf = [0u8; 8];
+        for k in 0u64..2 {
+            tx.try_send(&k.to_le_bytes()).unwrap();
+        }
+        old.try_recv(&mut buf).unwrap();
+        assert!(r.evict(old.id(), old.generation()));
+        let new = r.receiver().unwrap();
+        tx.try_send(&2u64.to_le_bytes()).unwrap();
+        // The message in hand (1) may still come out once...
+        match old.try_recv(&mut buf) {
+            Ok(_) => assert_eq!(u64::from_le_bytes(buf), 1, "{mode:?}"),
+            Err(e) => assert_eq!(e, TryRecvError::Detached, "{mode:?}"),
+        }
+        // ...and then nothing: detached for good.
+        for _ in 0..3 {
+            assert_eq!(
+                old.try_recv(&mut buf),
+                Err(TryRecvError::Detached),
+                "{mode:?}"
+            );
+        }
+        let mut got = Vec::new();
+        while new.try_recv(&mut buf).is_ok() {
+            got.push(u64::from_le_bytes(buf));
+        }
+        // Unicast: the successor reads from the old head (1); broadcast:
+        // it joined at the tail (2).
+        let want: &[u64] = if mode == Mode::Unicast { &[1, 2] } else { &[2] };
+        assert_eq!(got, want, "{mode:?}");
+    }
+}

@@ -20,6 +20,11 @@
 //! - An entry without the token (a peer that could not reopen the memfd,
 //!   `/proc` missing, or an older version) is never judged dead: the ring
 //!   waits for it, as before.
+//! - All handles of a process lock through its one description, where
+//!   locks merge (one unlock removes a byte's lock however often it was
+//!   taken): [`Liveness`] counts the holds per byte and unlocks with the
+//!   last, so a handle leaving an entry cannot take the lock of the handle
+//!   that joined it next.
 //!
 //! What a peer can do with this: write tokens, or take locks of its own
 //! through the shared description (which the probe does not see). That
@@ -43,8 +48,13 @@ use shmcast_core::{JoinError, Regions, Ring, SubscriberId};
 use crate::ShmRegions;
 
 /// First lock byte: entry `i` is byte `LOCK_BASE + i`, far past any
-/// control region (locks do not need the bytes to exist).
-pub(crate) const LOCK_BASE: u64 = 1 << 40;
+/// control region (locks do not need the bytes to exist). Within a 32-bit
+/// `off_t` where that is what `struct flock` has.
+pub(crate) const LOCK_BASE: u64 = if std::mem::size_of::<libc::off_t>() >= 8 {
+    1 << 40
+} else {
+    1 << 30
+};
 
 /// The `liveness` word of an entry whose holder took its lock, for
 /// generation `gen`: a stale word of an earlier holder never matches.
@@ -85,8 +95,34 @@ pub(crate) struct Liveness {
     /// A copy of the fd the channel was handed: the description every peer
     /// shares.
     shared: OwnedFd,
-    /// This process's own description, if the memfd could be reopened.
-    own: Option<OwnedFd>,
+    /// A dup of it, kept to reopen from after a `fork`.
+    control: OwnedFd,
+    /// This process's own description and its locks.
+    own: std::sync::Mutex<Own>,
+}
+
+/// The description this process locks on, and how many of its handles
+/// hold each byte. Locks of one description merge: a second lock on a byte
+/// adds nothing and one unlock removes it, so two handles of this process
+/// on the same entry (one leaving, the next joining it) share one lock,
+/// taken by the first and released by the last.
+#[derive(Debug)]
+struct Own {
+    /// The process it belongs to: a forked child shares its parent's
+    /// description, so it must not unlock there, and makes its own.
+    pid: rustix::process::Pid,
+    /// `None` if the memfd could not be reopened.
+    fd: Option<OwnedFd>,
+    holders: std::collections::HashMap<usize, u32>,
+}
+
+fn reopen(control: BorrowedFd<'_>) -> Option<OwnedFd> {
+    rustix::fs::open(
+        format!("/proc/self/fd/{}", control.as_raw_fd()),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()
 }
 
 impl Liveness {
@@ -95,27 +131,69 @@ impl Liveness {
     /// that refuses us), our entries carry no token: never judged dead.
     pub(crate) fn new(control: BorrowedFd<'_>) -> Result<Self, Errno> {
         let shared = rustix::io::fcntl_dupfd_cloexec(control, 0)?;
-        let own = rustix::fs::open(
-            format!("/proc/self/fd/{}", control.as_raw_fd()),
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .ok();
-        Ok(Liveness { shared, own })
+        let control = rustix::io::fcntl_dupfd_cloexec(control, 0)?;
+        let own = Own {
+            pid: rustix::process::getpid(),
+            fd: reopen(control.as_fd()),
+            holders: Default::default(),
+        };
+        Ok(Liveness {
+            shared,
+            control,
+            own: std::sync::Mutex::new(own),
+        })
+    }
+
+    /// This process's description (a new one in a forked child, whose
+    /// parent's locks stay the parent's: they count while either lives).
+    fn own(&self) -> std::sync::MutexGuard<'_, Own> {
+        let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+        let pid = rustix::process::getpid();
+        if own.pid != pid {
+            // Dropping our copy of the parent's description leaves its
+            // locks alone: they go when the last fd for it closes.
+            *own = Own {
+                pid,
+                fd: reopen(self.control.as_fd()),
+                holders: Default::default(),
+            };
+        }
+        own
     }
 
     /// Take entry `index`'s lock; true if held (then publish the token).
     pub(crate) fn hold(&self, index: usize) -> bool {
-        let Some(own) = &self.own else { return false };
-        let mut lock = lock_at(index, libc::F_RDLCK as libc::c_short);
-        fcntl_lock(own.as_fd(), libc::F_OFD_SETLK, &mut lock).is_ok()
+        let mut own = self.own();
+        let count = own.holders.get(&index).copied().unwrap_or(0);
+        if count == 0 {
+            let Some(fd) = &own.fd else { return false };
+            let mut lock = lock_at(index, libc::F_RDLCK as libc::c_short);
+            if fcntl_lock(fd.as_fd(), libc::F_OFD_SETLK, &mut lock).is_err() {
+                return false;
+            }
+        }
+        own.holders.insert(index, count + 1);
+        true
     }
 
-    /// Drop entry `index`'s lock (after leaving the entry).
+    /// Give up one handle's hold on entry `index`'s lock (after leaving the
+    /// entry); the lock goes with the last.
     pub(crate) fn release(&self, index: usize) {
-        let Some(own) = &self.own else { return };
-        let mut lock = lock_at(index, libc::F_UNLCK as libc::c_short);
-        let _ = fcntl_lock(own.as_fd(), libc::F_OFD_SETLK, &mut lock);
+        let mut own = self.own();
+        let count = match own.holders.get(&index) {
+            Some(&n) if n > 0 => n - 1,
+            // Taken before a fork (the parent's), or never: nothing of ours.
+            _ => return,
+        };
+        if count > 0 {
+            own.holders.insert(index, count);
+            return;
+        }
+        own.holders.remove(&index);
+        if let Some(fd) = &own.fd {
+            let mut lock = lock_at(index, libc::F_UNLCK as libc::c_short);
+            let _ = fcntl_lock(fd.as_fd(), libc::F_OFD_SETLK, &mut lock);
+        }
     }
 
     /// Whether a description other than the shared one holds entry
@@ -276,6 +354,23 @@ mod tests {
         assert_eq!(a.held(3), Some(true));
         drop(b); // its description closes: its lock goes
         assert_eq!(a.held(3), Some(false));
+    }
+
+    /// Two handles of one process on one entry (the first leaving, the
+    /// next joining it) lock through one description, where locks merge:
+    /// the first one's release must not take the second one's lock away.
+    #[test]
+    fn holds_of_one_process_are_counted() {
+        let shared = memfd();
+        let a = Liveness::new(shared.as_fd()).unwrap();
+        assert!(a.hold(5));
+        assert!(a.hold(5));
+        a.release(5);
+        assert_eq!(a.held(5), Some(true), "one holder left");
+        a.release(5);
+        assert_eq!(a.held(5), Some(false));
+        a.release(5); // one too many: nothing to do
+        assert_eq!(a.held(5), Some(false));
     }
 
     #[test]

@@ -53,6 +53,93 @@ fn kill(mut r: Running) {
     r.child.wait().unwrap();
 }
 
+/// The joiner finds the dead receiver itself (no sender probed first).
+#[test]
+fn a_receiver_joining_a_unicast_ring_replaces_a_dead_one() {
+    let name = unique("dead-join");
+    let ch = ChannelBuilder::new(&name)
+        .capacity(8)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let tx = ch.sender().unwrap();
+    let (child, id) = receiver_process(&name);
+    tx.send(b"read by the dead one").unwrap();
+    tx.send(b"left for the next").unwrap();
+    wait_received(ch.ring(), id, 1);
+    // Stopped, it is alive: the place stays taken.
+    let pid = rustix::process::Pid::from_child(&child.child);
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    // (It may have read the second message too before it stopped.)
+    let read = ch.ring().counters(id).unwrap().received;
+    assert!(matches!(
+        attach(&name, Role::Recv).unwrap().receiver(),
+        Err(OpenError::Join(shmcast::JoinError::ReceiverTaken))
+    ));
+    assert!(ch.ring().is_receiver(id));
+    kill(child);
+    let rx = attach(&name, Role::Recv).unwrap().receiver().unwrap();
+    let mut buf = [0u8; 64];
+    if read < 2 {
+        let m = rx.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap();
+        assert_eq!(&buf[..m.len], b"left for the next");
+    }
+    tx.send(b"after").unwrap();
+    let m = rx.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap();
+    assert_eq!(&buf[..m.len], b"after");
+}
+
+/// Handles of one process come and go on the same entries (one leaving,
+/// the next joining in its place) without any of them losing its lock: a
+/// live receiver is never evicted, so a second receiver of the unicast
+/// ring is always refused. (Locks of one open file description merge; a
+/// release once took the lock of the handle that had just taken the
+/// entry, and the live receiver was evicted within a few thousand rounds.)
+#[test]
+fn handles_of_one_process_never_evict_each_other() {
+    let name = unique("churn");
+    let ch = std::sync::Arc::new(
+        ChannelBuilder::new(&name)
+            .capacity(8)
+            .max_message(64)
+            .create()
+            .unwrap(),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (ch, stop) = (ch.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                drop(ch.sender().unwrap());
+                n += 1;
+            }
+            n
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut rounds = 0u64;
+    while Instant::now() < deadline {
+        let rx = ch.receiver().unwrap();
+        match ch.receiver() {
+            Err(OpenError::Join(shmcast::JoinError::ReceiverTaken)) => {}
+            Err(e) => panic!("round {rounds}: {e}"),
+            Ok(_) => panic!(
+                "round {rounds}: the live receiver {:?} was evicted",
+                rx.id()
+            ),
+        }
+        rounds += 1;
+        drop(rx);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let churned = churn.join().unwrap();
+    assert!(
+        rounds > 1000 && churned > 1000,
+        "{rounds} rounds, {churned} senders"
+    );
+}
+
 #[test]
 fn a_killed_unicast_receiver_gives_its_place_to_the_next() {
     let name = unique("dead-uni");
