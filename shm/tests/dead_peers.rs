@@ -290,3 +290,78 @@ fn a_killed_receiver_of_another_user_is_found_too() {
     }
     assert!(!ch.ring().is_receiver(id));
 }
+
+/// Every way of sending finds a dead receiver holding the ring: batches,
+/// and zero-copy claims (which look after a claim found the ring full).
+#[test]
+fn batch_and_zero_copy_sends_find_dead_receivers_too() {
+    for zero_copy in [false, true] {
+        let name = unique("dead-ways");
+        let ch = ChannelBuilder::new(&name)
+            .mode(Mode::Broadcast)
+            .capacity(8)
+            .max_message(64)
+            .create()
+            .unwrap();
+        let mut tx = ch.sender().unwrap();
+        let (child, id) = receiver_process(&name);
+        tx.send(b"x").unwrap();
+        wait_received(ch.ring(), id, 1);
+        kill(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut sent = 0;
+        while sent < 40 {
+            assert!(
+                Instant::now() < deadline,
+                "zero_copy {zero_copy}: stuck at {sent}"
+            );
+            let ok = if zero_copy {
+                match tx.try_claim() {
+                    Ok(mut slot) => {
+                        slot.append(b"z").unwrap();
+                        slot.commit();
+                        true
+                    }
+                    Err(_) => false,
+                }
+            } else {
+                tx.try_send_batch(&[b"a", b"b"]).is_ok()
+            };
+            if ok {
+                sent += 1;
+            } else {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        assert!(!ch.ring().is_receiver(id), "zero_copy {zero_copy}");
+    }
+}
+
+/// A receiver that holds no liveness lock (joined through the raw core
+/// ring, as an embedder or an older version would) is never judged dead:
+/// the ring waits for it.
+#[test]
+fn a_receiver_without_a_lock_is_never_evicted() {
+    let name = unique("no-token");
+    let ch = ChannelBuilder::new(&name)
+        .mode(Mode::Broadcast)
+        .capacity(8)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let tx = ch.sender().unwrap();
+    let att = attach(&name, Role::Recv).unwrap();
+    let bare = att.raw_ring().receiver().unwrap();
+    for i in 0u64..8 {
+        tx.try_send(&i.to_le_bytes()).unwrap();
+    }
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(50) {
+        assert_eq!(tx.try_send(b"more"), Err(shmcast::TrySendError::Full));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(ch.ring().is_receiver(bare.id()));
+    let mut buf = [0u8; 8];
+    bare.try_recv(&mut buf).unwrap();
+    assert_eq!(u64::from_le_bytes(buf), 0);
+}
