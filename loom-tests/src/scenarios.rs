@@ -406,6 +406,27 @@ pub fn broadcast_join_races_reuse() {
     assert_eq!(got, expected);
 }
 
+/// A broadcast ring that receiver `b` holds full: two messages sent, both
+/// read by `a`, none by `b`.
+fn held_full_by_b() -> (HeapRing, Tx, Rx, Rx) {
+    let ring = ring(Mode::Broadcast);
+    let tx = ring.producer().unwrap();
+    let a = ring.receiver().unwrap();
+    let b = ring.receiver().unwrap();
+    assert_eq!(send(&tx, value(1, 0)), 0);
+    assert_eq!(send(&tx, value(1, 1)), 1);
+    for k in 0..2 {
+        assert_eq!(
+            recv(&a),
+            Msg {
+                id: k,
+                value: value(1, k)
+            }
+        );
+    }
+    (ring, tx, a, b)
+}
+
 /// A broadcast producer waits on a full ring because receiver `b` has not
 /// read; `b` reads one message and leaves while the producer retries. The
 /// producer must get through (a wedge fails the model), and its write into
@@ -422,21 +443,7 @@ pub fn broadcast_join_races_reuse() {
 /// `leaver_reads: false`: `b` leaves without reading at all, so only its
 /// leave (not a move of its `local_head`) can end the producer's wait.
 pub fn broadcast_leave_unblocks_producer(full_first: bool, leaver_reads: bool) {
-    let ring = ring(Mode::Broadcast);
-    let tx = ring.producer().unwrap();
-    let a = ring.receiver().unwrap();
-    let b = ring.receiver().unwrap();
-    assert_eq!(send(&tx, value(1, 0)), 0);
-    assert_eq!(send(&tx, value(1, 1)), 1);
-    for k in 0..2 {
-        assert_eq!(
-            recv(&a),
-            Msg {
-                id: k,
-                value: value(1, k)
-            }
-        );
-    }
+    let (_ring, tx, a, b) = held_full_by_b();
     if full_first {
         let m2 = value(1, 2).to_le_bytes();
         assert_eq!(tx.try_send(&m2), Err(TrySendError::Full), "b holds it back");
@@ -473,22 +480,8 @@ pub fn broadcast_leave_unblocks_producer(full_first: bool, leaver_reads: bool) {
 /// handle is only dropped at the end, long after: its leave then finds the
 /// entry no longer its own and does nothing.
 pub fn broadcast_evict_unblocks_producer() {
-    let ring = ring(Mode::Broadcast);
-    let tx = ring.producer().unwrap();
-    let a = ring.receiver().unwrap();
-    let dead = ring.receiver().unwrap();
+    let (ring, tx, a, dead) = held_full_by_b();
     let (dead_id, dead_gen) = (dead.id(), dead.generation());
-    assert_eq!(send(&tx, value(1, 0)), 0);
-    assert_eq!(send(&tx, value(1, 1)), 1);
-    for k in 0..2 {
-        assert_eq!(
-            recv(&a),
-            Msg {
-                id: k,
-                value: value(1, k)
-            }
-        );
-    }
     let evictor = {
         let ring = ring.clone();
         spawn(move || {

@@ -10,6 +10,16 @@ use std::time::{Duration, Instant};
 use common::*;
 use shmcast::{attach, ChannelBuilder, Mode, OpenError, Role, SendError, SubscriberId};
 
+/// A channel of 8 slots of up to 64 bytes.
+fn channel(name: &str, mode: Mode) -> shmcast::Channel {
+    ChannelBuilder::new(name)
+        .mode(mode)
+        .capacity(8)
+        .max_message(64)
+        .create()
+        .unwrap()
+}
+
 /// A `shmcast-peer recv` on `name` that has joined; returns it and its id.
 fn receiver_process(name: &str) -> (Running, SubscriberId) {
     receiver_process_as(name, None)
@@ -57,11 +67,7 @@ fn kill(mut r: Running) {
 #[test]
 fn a_receiver_joining_a_unicast_ring_replaces_a_dead_one() {
     let name = unique("dead-join");
-    let ch = ChannelBuilder::new(&name)
-        .capacity(8)
-        .max_message(64)
-        .create()
-        .unwrap();
+    let ch = channel(&name, Mode::Unicast);
     let tx = ch.sender().unwrap();
     let (child, id) = receiver_process(&name);
     tx.send(b"read by the dead one").unwrap();
@@ -98,13 +104,7 @@ fn a_receiver_joining_a_unicast_ring_replaces_a_dead_one() {
 #[test]
 fn handles_of_one_process_never_evict_each_other() {
     let name = unique("churn");
-    let ch = std::sync::Arc::new(
-        ChannelBuilder::new(&name)
-            .capacity(8)
-            .max_message(64)
-            .create()
-            .unwrap(),
-    );
+    let ch = std::sync::Arc::new(channel(&name, Mode::Unicast));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let churn = {
         let (ch, stop) = (ch.clone(), stop.clone());
@@ -143,11 +143,7 @@ fn handles_of_one_process_never_evict_each_other() {
 #[test]
 fn a_killed_unicast_receiver_gives_its_place_to_the_next() {
     let name = unique("dead-uni");
-    let ch = ChannelBuilder::new(&name)
-        .capacity(8)
-        .max_message(64)
-        .create()
-        .unwrap();
+    let ch = channel(&name, Mode::Unicast);
     let tx = ch.sender().unwrap();
     let (child, id) = receiver_process(&name);
     for i in 0u64..2 {
@@ -175,12 +171,7 @@ fn a_killed_unicast_receiver_gives_its_place_to_the_next() {
 #[test]
 fn a_killed_broadcast_receiver_stops_holding_the_ring() {
     let name = unique("dead-bcast");
-    let ch = ChannelBuilder::new(&name)
-        .mode(Mode::Broadcast)
-        .capacity(8)
-        .max_message(64)
-        .create()
-        .unwrap();
+    let ch = channel(&name, Mode::Broadcast);
     let tx = ch.sender().unwrap();
     let rx = ch.receiver().unwrap();
     let (child, id) = receiver_process(&name);
@@ -208,12 +199,7 @@ fn a_killed_broadcast_receiver_stops_holding_the_ring() {
 #[test]
 fn a_stopped_receiver_is_alive_and_keeps_its_messages() {
     let name = unique("stopped");
-    let ch = ChannelBuilder::new(&name)
-        .mode(Mode::Broadcast)
-        .capacity(8)
-        .max_message(64)
-        .create()
-        .unwrap();
+    let ch = channel(&name, Mode::Broadcast);
     let tx = ch.sender().unwrap();
     let (child, id) = receiver_process(&name);
     tx.send(b"first").unwrap();
@@ -297,12 +283,7 @@ fn a_killed_receiver_of_another_user_is_found_too() {
 fn batch_and_zero_copy_sends_find_dead_receivers_too() {
     for zero_copy in [false, true] {
         let name = unique("dead-ways");
-        let ch = ChannelBuilder::new(&name)
-            .mode(Mode::Broadcast)
-            .capacity(8)
-            .max_message(64)
-            .create()
-            .unwrap();
+        let ch = channel(&name, Mode::Broadcast);
         let mut tx = ch.sender().unwrap();
         let (child, id) = receiver_process(&name);
         tx.send(b"x").unwrap();
@@ -343,12 +324,7 @@ fn batch_and_zero_copy_sends_find_dead_receivers_too() {
 #[test]
 fn a_receiver_without_a_lock_is_never_evicted() {
     let name = unique("no-token");
-    let ch = ChannelBuilder::new(&name)
-        .mode(Mode::Broadcast)
-        .capacity(8)
-        .max_message(64)
-        .create()
-        .unwrap();
+    let ch = channel(&name, Mode::Broadcast);
     let tx = ch.sender().unwrap();
     let att = attach(&name, Role::Recv).unwrap();
     let bare = att.raw_ring().receiver().unwrap();
