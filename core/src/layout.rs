@@ -200,11 +200,12 @@ pub struct SubscriberEntry {
     /// for the entry's generation, once it holds the entry's liveness lock
     /// (`shm/src/liveness.rs`); cleared at join. Untrusted.
     pub liveness: AtomicU64,
-    /// Producer claim record: first position of the claim in flight.
-    /// Reserved for dead-producer recovery (not written yet: a record
-    /// nobody reads would cost every send two stores).
+    /// Producer claim record: first position of the claim in flight (or
+    /// the last one), stored before each claim CAS, so that receivers stuck
+    /// at a position whose sender died can tell whose it was
+    /// (`Receiver::step_over_dead_claim`). Untrusted.
     pub claim_start: AtomicU64,
-    /// Producer claim record: slots in the claim in flight (0 = none).
+    /// Producer claim record: positions in that claim (0 = none).
     pub claim_count: AtomicU32,
     /// [`SLEEPING_RELAYS`] while the receiver sleeps in a sleeper that
     /// performs broadcast wake relays on its way out (the notify crate's);

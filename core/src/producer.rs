@@ -260,11 +260,16 @@ impl<R: Regions> Producer<R> {
             let tail = hdr.tail.load(Relaxed);
             let used = tail.wrapping_sub(self.cached_head.get());
             if used <= ring.geo.capacity().saturating_sub(k) {
-                // ORDERING(claim): as in claim_inner; the cached head was
-                // read with Acquire before it was cached.
+                // The claim record, as in claim_inner (which rewrites it,
+                // or clears it, if this CAS fails).
+                let record = ring.regions.entry(self.joined.id.index());
+                record.claim_start.store(tail, Relaxed);
+                record.claim_count.store(k as u32, Relaxed);
+                // ORDERING(claim): as in claim_inner (Release: the record);
+                // the cached head was read with Acquire before it was cached.
                 if hdr
                     .tail
-                    .compare_exchange(tail, tail.wrapping_add(k), Relaxed, Relaxed)
+                    .compare_exchange(tail, tail.wrapping_add(k), Release, Relaxed)
                     .is_ok()
                 {
                     return Ok(tail);
@@ -291,6 +296,12 @@ impl<R: Regions> Producer<R> {
         }
         let mut refreshed = false;
         let mut tail = hdr.tail.load(Relaxed);
+        // Our claim record: what we are about to claim, stored before each
+        // CAS, so that a receiver stuck at a position we claimed and never
+        // published (we died) can tell whose it was (see
+        // `Receiver::step_over_dead_claim`). Cleared if we end up claiming
+        // nothing.
+        let record = ring.regions.entry(self.joined.id.index());
         // Bounded: every failed CAS means another producer claimed, so
         // legitimate contention ends long before this; a peer that keeps
         // rewriting the tail gets `Full` instead of keeping us here.
@@ -332,22 +343,31 @@ impl<R: Regions> Producer<R> {
             }
             let want = if partial { k.min(free) } else { k };
             if want == 0 || free < want {
+                record.claim_count.store(0, Relaxed);
                 if !ring.owns(self.joined.id, self.joined.gen) {
                     return Err(TrySendError::Detached);
                 }
                 return Err(TrySendError::Full);
             }
-            // ORDERING(claim): Relaxed. The CAS only decides who owns the
-            // positions; the edge that makes slot reuse safe is the Acquire
+            // Relaxed: made visible by the CAS's Release below.
+            record.claim_start.store(tail, Relaxed);
+            record.claim_count.store(want as u32, Relaxed);
+            // ORDERING(claim): Release on success, so that whoever reads a
+            // tail past these positions (Acquire, in
+            // `step_over_dead_claim`) also sees the record above; later
+            // claims' CASes continue the release sequence. (A locked
+            // instruction on x86 either way.) Ownership itself needs no
+            // ordering; the edge that makes slot reuse safe is the Acquire
             // load of head above (done by this thread, before this CAS).
             match hdr
                 .tail
-                .compare_exchange_weak(tail, tail.wrapping_add(want), Relaxed, Relaxed)
+                .compare_exchange_weak(tail, tail.wrapping_add(want), Release, Relaxed)
             {
                 Ok(_) => return Ok((tail, want)),
                 Err(now) => tail = now,
             }
         }
+        record.claim_count.store(0, Relaxed);
         Err(TrySendError::Full)
     }
 

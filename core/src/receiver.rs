@@ -497,6 +497,101 @@ impl<R: Regions> Receiver<R> {
         }
     }
 
+    /// The position this receiver reads next (multicast: the shared head).
+    pub fn next_position(&self) -> u64 {
+        if self.ring.geo.mode() == Mode::Multicast {
+            self.ring.regions.header().head.load(Relaxed)
+        } else {
+            self.head.get()
+        }
+    }
+
+    /// Step over the position at our head if a sender that died claimed it
+    /// and never published it (it would hold us, and every message behind
+    /// it, for good). Returns true if it did; the caller then receives on.
+    ///
+    /// The position must be claimed (below the tail) and unpublished, and
+    /// every sender whose claim record covers it (senders record what they
+    /// claim before their claim CAS) must be gone: its entry free, or
+    /// `is_dead(id, entry_state)` true for it (the caller's liveness check;
+    /// core has no way to tell). A position no record covers is left alone
+    /// (nothing says whose it is), as is one a live sender still holds: a
+    /// slow sender is waited for. Unicast and broadcast receivers move
+    /// their own head; multicast ones move the shared head (one of the
+    /// competitors does). Cheap to call when there is nothing to do (one
+    /// look at the tail), but it scans the table otherwise: call it when a
+    /// receiver has waited at the same position for a while.
+    ///
+    /// A sender judged dead that was not (it closed its liveness fd, say)
+    /// may publish into the stepped-over slot later: that makes results
+    /// wrong, as any misbehaving peer can, never unsafe.
+    pub fn step_over_dead_claim(&self, mut is_dead: impl FnMut(SubscriberId, u64) -> bool) -> bool {
+        let ring = &self.ring;
+        let geo = &ring.geo;
+        let hdr = ring.regions.header();
+        let multicast = geo.mode() == Mode::Multicast;
+        if self.detached.get() {
+            return false;
+        }
+        let h = if multicast {
+            hdr.head.load(Relaxed)
+        } else {
+            self.head.get()
+        };
+        // ORDERING(claim): Acquire; pairs with the Release claim CAS, so
+        // the records of every claim below the tail we read are visible.
+        let tail = hdr.tail.load(Acquire);
+        let claimed = tail.wrapping_sub(h);
+        if claimed == 0 || claimed > geo.capacity() {
+            return false;
+        }
+        let unpublished = || {
+            // ORDERING(publish): as in `next_ready`.
+            let seq = ring.regions.slot(geo.slot_of(h)).seq.load(Relaxed);
+            fence(Acquire);
+            // Not published at h, and not a later lap either (a lap is
+            // the receive path's business).
+            seq.wrapping_sub(h.wrapping_add(1)) >= (1 << 63)
+        };
+        if !unpublished() {
+            return false;
+        }
+        let high = (hdr.wake.table_high_water.load(Relaxed) as usize).min(geo.max_subscribers());
+        let mut covering = 0;
+        for i in 0..high {
+            let entry = ring.regions.entry(i);
+            let count = u64::from(entry.claim_count.load(Relaxed));
+            let start = entry.claim_start.load(Relaxed);
+            if count == 0 || h.wrapping_sub(start) >= count {
+                continue;
+            }
+            covering += 1;
+            // ORDERING(entry): Acquire; pairs with the Release CAS that
+            // freed the entry (its holder's leave, or an eviction after its
+            // death), so its publishes before that are seen below.
+            let state = entry.state.load(Acquire);
+            let gone = state & 0xff == crate::layout::ENTRY_FREE;
+            if !gone && !is_dead(SubscriberId(i as u32), state) {
+                return false; // a live sender holds it: wait
+            }
+        }
+        // Again, now that the holders are known to be gone: one that
+        // published before it died was seen to die after its publish.
+        if covering == 0 || !unpublished() {
+            return false;
+        }
+        if multicast {
+            // ORDERING(head): AcqRel, as the receive CAS (Release: nothing
+            // of the slot was read, but keep the head's chain intact).
+            let _ = hdr
+                .head
+                .compare_exchange(h, h.wrapping_add(1), AcqRel, Relaxed);
+        } else {
+            self.advance(h.wrapping_add(1), false);
+        }
+        true
+    }
+
     /// `Empty`, `Closed` (drained and closed) or `Detached`.
     #[inline]
     pub(crate) fn empty_or_closed(&self) -> TryRecvError {

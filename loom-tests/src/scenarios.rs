@@ -573,6 +573,80 @@ pub fn unicast_evict_hands_over_the_head() {
     drop(dead);
 }
 
+/// What becomes of the first sender in [`dead_sender_is_stepped_over`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// Claims, then dies without publishing.
+    Dies,
+    /// Claims and publishes (late: the receiver may look meanwhile).
+    Lives,
+    /// Claims, publishes, then dies: what it published must arrive.
+    PublishesThenDies,
+}
+
+/// A sender that dies between claiming a position and publishing it (its
+/// thread claims zero-copy and abandons the slot, then is "seen dead", as
+/// the kernel's lock release shows it in the shm layer), racing a live
+/// sender. The receiver, finding nothing, asks `step_over_dead_claim` to
+/// step over positions whose sender is gone: it must get the live sender's
+/// message and nothing of the dead one's. A sender that lives is waited
+/// for, and one that published before it died is not stepped over (the
+/// re-check after the death is seen), so both messages arrive. Every mode
+/// (multicast steps the shared head).
+pub fn dead_sender_is_stepped_over(mode: Mode, fate: Fate) {
+    let dead = fate == Fate::Dies;
+    let ring = ring(mode);
+    let rx = ring.receiver().unwrap();
+    let mut first = ring.producer().unwrap();
+    let second = ring.producer().unwrap();
+    let first_id = first.id();
+    let gone = Arc::new(AtomicBool::new(false));
+    let claimer = {
+        let gone = gone.clone();
+        spawn(move || {
+            let mut slot = first.try_claim().unwrap();
+            slot.append(&value(1, 0).to_le_bytes()).unwrap();
+            if dead {
+                // Dies here: the slot is never published or dropped.
+                core::mem::forget(slot);
+            } else {
+                slot.commit();
+            }
+            if fate != Fate::Lives {
+                gone.store(true, Ordering::Release);
+            }
+            first
+        })
+    };
+    let sender = spawn(move || send(&second, value(2, 0)));
+    let mut got = Vec::new();
+    let want = if dead { 1 } else { 2 };
+    let mut spin = Spin::new("a message behind a claimed position");
+    while got.len() < want {
+        match try_recv(&rx) {
+            Some(m) => got.push(m.value),
+            None => {
+                // Models the shm layer's check: is the claimer gone?
+                rx.step_over_dead_claim(|id, _| id == first_id && gone.load(Ordering::Acquire));
+                spin.wait();
+            }
+        }
+    }
+    sender.join().unwrap();
+    let first = claimer.join().unwrap();
+    got.sort_unstable();
+    if dead {
+        assert_eq!(got, [value(2, 0)], "only the live sender's message");
+    } else {
+        assert_eq!(
+            got,
+            [value(1, 0), value(2, 0)],
+            "a live claim is waited for"
+        );
+    }
+    drop(first);
+}
+
 // ---------------------------------------------------------------------------
 // Sleep / wake (f)
 

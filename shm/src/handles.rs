@@ -14,7 +14,7 @@ use shmcast_core::{
 use shmcast_uring_notify::{select, BackendKind, Sleeper, Unsupported, WakeStats, Waker};
 
 use crate::error::{RecvError, SendError};
-use crate::liveness::{evict_dead, Held, Liveness};
+use crate::liveness::{evict_dead, is_dead, Held, Liveness};
 use crate::map::ShmRegions;
 
 type CoreProducer = shmcast_core::Producer<ShmRegions>;
@@ -523,7 +523,16 @@ pub struct Receiver {
     inner: CoreReceiver,
     /// Our liveness lock; after `inner`, so it is released after we left.
     _held: Option<Held>,
+    /// The channel's liveness locks: whether a sender that claimed the
+    /// position we wait at is gone.
+    liveness: Option<Arc<Liveness>>,
 }
+
+/// How long a blocking receive waits at a position that is claimed but not
+/// published before it checks whether the sender that claimed it died
+/// (and then steps over it). A live sender publishes within microseconds,
+/// or a scheduler slice when preempted mid-claim.
+const STUCK_AFTER: Duration = Duration::from_millis(10);
 
 impl fmt::Debug for Receiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -556,6 +565,7 @@ impl Receiver {
     ) -> Self {
         let held =
             liveness.and_then(|l| Held::take(l, inner.ring(), inner.id(), inner.generation()));
+        let liveness = liveness.cloned();
         let selection = select(requested, eventfds.is_some());
         let mut fallback = selection.fallback;
         let sleeper = match Sleeper::new(selection.kind, eventfds.clone()) {
@@ -582,6 +592,7 @@ impl Receiver {
             eventfds,
             inner,
             _held: held,
+            liveness,
         }
     }
 
@@ -747,6 +758,46 @@ impl Receiver {
         self.wait_for(deadline, |rx| rx.try_recv_batch(buf, infos))
     }
 
+    /// Step over the position this receiver waits at if the sender that
+    /// claimed it died before publishing it (its process is gone: see the
+    /// README's "dead peer"); a sender that is alive, however slow, is
+    /// waited for. The blocking receives do this by themselves after
+    /// waiting 10 ms at such a position; a receiver that only polls
+    /// (`try_recv`) calls it when it has found nothing for a while. True if
+    /// it stepped over (receive again).
+    pub fn step_over_dead_sender(&self) -> bool {
+        let ring = self.inner.ring();
+        let liveness = self.liveness.as_deref();
+        self.inner
+            .step_over_dead_claim(|id, state| liveness.is_some_and(|l| is_dead(l, ring, id, state)))
+    }
+
+    /// Called when a receive found nothing: if the position we wait at is
+    /// claimed (below the tail) but unpublished, note since when; once that
+    /// has lasted `STUCK_AFTER`, step over it if its sender died. True if
+    /// it stepped over (receive again at once).
+    fn check_stuck(&self, stuck: &mut Option<(u64, Instant)>) -> bool {
+        let pos = self.inner.next_position();
+        if self.inner.ring().tail() == pos {
+            *stuck = None; // nothing claimed: plain empty
+            return false;
+        }
+        let now = Instant::now();
+        match *stuck {
+            Some((p, since)) if p == pos => {
+                if now.saturating_duration_since(since) < STUCK_AFTER {
+                    return false;
+                }
+                *stuck = Some((pos, now));
+                self.step_over_dead_sender()
+            }
+            _ => {
+                *stuck = Some((pos, now));
+                false
+            }
+        }
+    }
+
     /// The blocking loop shared by every `recv*`: try, spin or yield for
     /// the spin budget, then sleep on the eventcount until `deadline`.
     fn wait_for<T>(
@@ -755,9 +806,15 @@ impl Receiver {
         mut take: impl FnMut(&CoreReceiver) -> Result<T, TryRecvError>,
     ) -> Result<T, RecvError> {
         let mut spun = false;
+        // Where we have waited for a claimed position to be published, and
+        // since when (see `STUCK_AFTER`).
+        let mut stuck: Option<(u64, Instant)> = None;
         loop {
             if let Some(r) = self.attempt(&mut take) {
                 return r;
+            }
+            if spun && self.check_stuck(&mut stuck) {
+                continue;
             }
             if !spun {
                 spun = true;
@@ -796,7 +853,7 @@ impl Receiver {
                     }
                 }
             }
-            let timeout = match deadline {
+            let mut timeout = match deadline {
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
@@ -806,6 +863,11 @@ impl Receiver {
                 }
                 None => None,
             };
+            if stuck.is_some() {
+                // Waiting at a claimed position: look again in STUCK_AFTER,
+                // whether or not its sender wakes us.
+                timeout = Some(timeout.map_or(STUCK_AFTER, |t| t.min(STUCK_AFTER)));
+            }
             let Some(token) = self.inner.prepare_wait() else {
                 continue;
             };

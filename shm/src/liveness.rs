@@ -11,6 +11,10 @@
 //!   [`LOCK_BASE`]` + index`, past the end of the file (locks may lie
 //!   anywhere), then stores [`token`]`(generation)` in its entry's
 //!   `liveness` word.
+//! - A receiver that has waited at a claimed, unpublished position asks
+//!   about the senders whose claim records cover it
+//!   ([`shmcast_core::Receiver::step_over_dead_claim`]), and steps over it
+//!   if they are all gone.
 //! - A sender that finds the ring full asks about the receivers that hold
 //!   it ([`shmcast_core::Ring::holding_receivers`]): an entry whose word
 //!   shows the token for its current generation but whose byte no other
@@ -246,6 +250,25 @@ impl Drop for Held {
     }
 }
 
+/// Whether the holder of entry `id`, whose state word reads `state`, is
+/// gone: it published its token for that generation, and no description
+/// holds its lock any more.
+pub(crate) fn is_dead(
+    liveness: &Liveness,
+    ring: &Ring<ShmRegions>,
+    id: SubscriberId,
+    state: u64,
+) -> bool {
+    if id.index() >= ring.geometry().max_subscribers() {
+        return false;
+    }
+    // ORDERING: Acquire; pairs with the Release store in `Held::take`,
+    // made after the holder took its lock: the probe below sees that lock
+    // unless its description was closed since (the holder died).
+    let word = ring.regions().entry(id.index()).liveness.load(Acquire);
+    word == token((state >> 32) as u32) && liveness.held(id.index()) == Some(false)
+}
+
 /// Evict, among `candidates` (entry and generation), those whose holder is
 /// gone: its token is published for that generation and no description
 /// holds its lock. Returns how many were evicted.
@@ -260,11 +283,7 @@ pub(crate) fn evict_dead(
         if id.index() >= max {
             continue;
         }
-        // ORDERING: Acquire; pairs with the Release store in `Held::take`,
-        // made after the holder took its lock: the probe below sees that
-        // lock unless its description was closed since (the holder died).
-        let word = ring.regions().entry(id.index()).liveness.load(Acquire);
-        if word == token(gen) && liveness.held(id.index()) == Some(false) && ring.evict(id, gen) {
+        if is_dead(liveness, ring, id, u64::from(gen) << 32) && ring.evict(id, gen) {
             evicted += 1;
         }
     }

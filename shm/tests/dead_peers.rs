@@ -341,3 +341,96 @@ fn a_receiver_without_a_lock_is_never_evicted() {
     bare.try_recv(&mut buf).unwrap();
     assert_eq!(u64::from_le_bytes(buf), 0);
 }
+
+/// A `shmcast-peer send --hang-in-claim` on `name`: it has claimed a
+/// position (returned) and will never publish it.
+fn claiming_sender(name: &str) -> (Running, u64) {
+    let mut r = Running::spawn(peer(&["send", name, "--hang-in-claim"]));
+    let line = r.line();
+    let pos = line
+        .strip_prefix("claimed ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    (r, pos)
+}
+
+/// A sender killed between claiming a position and publishing it held
+/// every receiver at that position for good; receivers now step over it
+/// once its process is gone, and get what was sent after it.
+#[test]
+fn a_sender_killed_mid_send_is_stepped_over() {
+    for mode in [Mode::Unicast, Mode::Broadcast, Mode::Multicast] {
+        let name = unique("dead-claim");
+        let ch = channel(&name, mode);
+        let rx = ch.receiver().unwrap();
+        let tx = ch.sender().unwrap();
+        let (child, pos) = claiming_sender(&name);
+        assert_eq!(pos, 0);
+        tx.send(b"after").unwrap();
+        kill(child);
+        let t0 = Instant::now();
+        let mut buf = [0u8; 64];
+        let m = rx
+            .recv_timeout(&mut buf, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        assert_eq!((&buf[..m.len], m.id), (&b"after"[..], 1), "{mode}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "{mode}: {:?}",
+            t0.elapsed()
+        );
+        // And the ring goes on round past the position.
+        for i in 0u64..20 {
+            tx.send_timeout(&i.to_le_bytes(), Duration::from_secs(5))
+                .unwrap();
+            let m = rx.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap();
+            assert_eq!(
+                u64::from_le_bytes(buf[..8].try_into().unwrap()),
+                i,
+                "{mode}"
+            );
+            assert_eq!(m.id, i + 2);
+        }
+    }
+}
+
+/// A sender stopped mid-send is alive: receivers wait for it, and get its
+/// message first once it goes on (here: until it is killed, then the rest).
+#[test]
+fn a_sender_stopped_mid_send_is_waited_for() {
+    let name = unique("stopped-claim");
+    let ch = channel(&name, Mode::Unicast);
+    let rx = ch.receiver().unwrap();
+    let tx = ch.sender().unwrap();
+    let (child, _) = claiming_sender(&name);
+    tx.send(b"after").unwrap();
+    let mut buf = [0u8; 64];
+    // Well past STUCK_AFTER: still waiting, nothing stepped over.
+    assert_eq!(
+        rx.recv_timeout(&mut buf, Duration::from_millis(300)),
+        Err(shmcast::RecvError::Timeout)
+    );
+    kill(child);
+    let m = rx.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap();
+    assert_eq!(&buf[..m.len], b"after");
+}
+
+/// A receiver that only polls steps over a dead sender's position itself,
+/// and only once the sender is gone.
+#[test]
+fn a_polling_receiver_steps_over_a_dead_sender_when_asked() {
+    let name = unique("poll-claim");
+    let ch = channel(&name, Mode::Broadcast);
+    let rx = ch.receiver().unwrap();
+    let tx = ch.sender().unwrap();
+    let (child, _) = claiming_sender(&name);
+    tx.send(b"after").unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(rx.try_recv(&mut buf), Err(shmcast::TryRecvError::Empty));
+    assert!(!rx.step_over_dead_sender(), "alive: waited for");
+    kill(child);
+    assert!(rx.step_over_dead_sender());
+    let m = rx.try_recv(&mut buf).unwrap();
+    assert_eq!(&buf[..m.len], b"after");
+    assert!(!rx.step_over_dead_sender(), "nothing claimed any more");
+}

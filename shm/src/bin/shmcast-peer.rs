@@ -20,6 +20,10 @@
 //! `send --count` defaults to 1; `recv` without `--count` reads until
 //! `--timeout` (or, with `--until-closed`, until the channel closes).
 //!
+//! `send --hang-in-claim` claims one position (zero-copy), prints
+//! `claimed ID`, and waits to be killed without publishing it: a sender
+//! that dies mid-send, for tests.
+//!
 //! `--blocking` uses the sleeping calls (`send_timeout` / `recv_timeout`);
 //! `--guard-ms MS` sets the receiver's wake guard (its longest single
 //! sleep; the library's default is 100 ms): tests of wake-ups set it far
@@ -78,6 +82,7 @@ const SEND_OPTS: &[&str] = &[
     "seed",
     "sync-every",
     "receivers",
+    "hang-in-claim",
 ];
 const RECV_OPTS: &[&str] = &[
     "count",
@@ -120,7 +125,10 @@ fn parse() -> Result<Args, String> {
         if !known.contains(&key) {
             return Err(format!("{cmd} has no option --{key}"));
         }
-        if matches!(key, "until-closed" | "blocking" | "eventfds") {
+        if matches!(
+            key,
+            "until-closed" | "blocking" | "eventfds" | "hang-in-claim"
+        ) {
             flags.push(key.to_owned());
         } else {
             let v = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
@@ -205,7 +213,8 @@ const USAGE: &str = "usage:
 
 serve keeps the channel until stdin reaches end of file, or for --for SECS.
 --perm is octal (640, 0640, 0o640); other numbers are decimal.
-send: --count defaults to 1; --size is at least 16 (a tag and a sequence number).
+send: --count defaults to 1; --size is at least 16 (a tag and a sequence number);
+      --hang-in-claim claims a position and waits to be killed without publishing it.
 recv: without --count, reads until --timeout (default 30 s) or, with --until-closed, the close.";
 
 fn main() -> ExitCode {
@@ -301,7 +310,18 @@ fn send(a: &Args) -> Result<(), String> {
     let blocking = a.flag("blocking");
     let mut pauser = a.pauser()?;
     let peer = attach(&a.name, Role::Send).map_err(|e| e.to_string())?;
-    let tx = peer.sender().map_err(|e| e.to_string())?;
+    let mut tx = peer.sender().map_err(|e| e.to_string())?;
+    if a.flag("hang-in-claim") {
+        // A sender that dies mid-send, for tests: claim a position, write
+        // into it, say so, and never publish (wait to be killed).
+        let mut slot = tx.try_claim().map_err(|e| format!("claim: {e}"))?;
+        slot.append(b"never published").map_err(|e| e.to_string())?;
+        println!("claimed {}", slot.id());
+        std::io::stdout().flush().ok();
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
     let mut msgs = vec![vec![0u8; size]; batch];
     let mut seq = 0u64;
     let mut full = 0u64;
