@@ -264,7 +264,8 @@ impl<R: Regions> Producer<R> {
                 // or clears it, if this CAS fails).
                 let record = ring.regions.entry(self.joined.id.index());
                 record.claim_start.store(tail, Relaxed);
-                record.claim_count.store(k as u32, Relaxed);
+                // ORDERING(record): Release, as in claim_inner.
+                record.claim_count.store(k as u32, Release);
                 // ORDERING(claim): as in claim_inner (Release: the record);
                 // the cached head was read with Acquire before it was cached.
                 if hdr
@@ -291,17 +292,18 @@ impl<R: Regions> Producer<R> {
         let ring = &self.ring;
         let hdr = ring.regions.header();
         let cap = ring.geo.capacity();
-        if ring.is_closed() {
-            return Err(TrySendError::Closed);
-        }
-        let mut refreshed = false;
-        let mut tail = hdr.tail.load(Relaxed);
         // Our claim record: what we are about to claim, stored before each
         // CAS, so that a receiver stuck at a position we claimed and never
         // published (we died) can tell whose it was (see
         // `Receiver::step_over_dead_claim`). Cleared if we end up claiming
-        // nothing.
+        // nothing (`claim`'s fast path may have left one).
         let record = ring.regions.entry(self.joined.id.index());
+        if ring.is_closed() {
+            record.claim_count.store(0, Relaxed);
+            return Err(TrySendError::Closed);
+        }
+        let mut refreshed = false;
+        let mut tail = hdr.tail.load(Relaxed);
         // Bounded: every failed CAS means another producer claimed, so
         // legitimate contention ends long before this; a peer that keeps
         // rewriting the tail gets `Full` instead of keeping us here.
@@ -349,9 +351,15 @@ impl<R: Regions> Producer<R> {
                 }
                 return Err(TrySendError::Full);
             }
-            // Relaxed: made visible by the CAS's Release below.
+            // ORDERING(record): the CAS's Release below makes the record
+            // visible to whoever reads the tail past it. The count is also
+            // a Release store (free on x86), for readers that see this new
+            // record without that edge: our earlier publishes (program
+            // order) come with it, so a receiver that finds our new record
+            // no longer covering a position we published also sees the
+            // publish (`step_over_dead_claim` loads the count Acquire).
             record.claim_start.store(tail, Relaxed);
-            record.claim_count.store(want as u32, Relaxed);
+            record.claim_count.store(want as u32, Release);
             // ORDERING(claim): Release on success, so that whoever reads a
             // tail past these positions (Acquire, in
             // `step_over_dead_claim`) also sees the record above; later

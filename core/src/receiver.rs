@@ -524,7 +524,8 @@ impl<R: Regions> Receiver<R> {
     ///
     /// A sender judged dead that was not (it closed its liveness fd, say)
     /// may publish into the stepped-over slot later: that makes results
-    /// wrong, as any misbehaving peer can, never unsafe.
+    /// wrong, and can hold receivers at that slot's next lap, as any
+    /// misbehaving peer can; never unsafe.
     pub fn step_over_dead_claim(&self, mut is_dead: impl FnMut(SubscriberId, u64) -> bool) -> bool {
         let ring = &self.ring;
         let geo = &ring.geo;
@@ -560,7 +561,10 @@ impl<R: Regions> Receiver<R> {
         let mut covering = 0;
         for i in 0..high {
             let entry = ring.regions.entry(i);
-            let count = u64::from(entry.claim_count.load(Relaxed));
+            // ORDERING(record): Acquire; pairs with the Release store of
+            // the count (start is stored before it): a record seen here
+            // comes with its writer's earlier publishes.
+            let count = u64::from(entry.claim_count.load(Acquire));
             let start = entry.claim_start.load(Relaxed);
             if count == 0 || h.wrapping_sub(start) >= count {
                 continue;

@@ -281,6 +281,27 @@ impl<R: Regions> Ring<R> {
         true
     }
 
+    /// Whether entry `id`'s claim record names a position that may still
+    /// hold receivers up: at or past the shared head and not published.
+    /// A dead sender with such a record is left in the table (not evicted):
+    /// receivers need its record to step over the position (see
+    /// `Receiver::step_over_dead_claim`), and a join would clear it.
+    pub fn claim_pending(&self, id: SubscriberId) -> bool {
+        if id.index() >= self.geo.max_subscribers() {
+            return false;
+        }
+        let entry = self.regions.entry(id.index());
+        // Relaxed: a conservative hint (a stale view keeps the entry).
+        let count = u64::from(entry.claim_count.load(Relaxed)).min(self.geo.capacity());
+        let start = entry.claim_start.load(Relaxed);
+        let head = self.regions.header().head.load(Relaxed);
+        (0..count).any(|k| {
+            let p = start.wrapping_add(k);
+            let seq = self.regions.slot(self.geo.slot_of(p)).seq.load(Relaxed);
+            p.wrapping_sub(head) < (1 << 63) && seq != p.wrapping_add(1)
+        })
+    }
+
     /// Whether entry `id` still belongs to the handle of generation `gen`.
     #[inline]
     pub(crate) fn owns(&self, id: SubscriberId, gen: u32) -> bool {

@@ -703,7 +703,11 @@ impl Receiver {
                 let ring = self.inner.ring();
                 if ring.mode() == Mode::Unicast && ring.senders_gone() {
                     // Drained, and nobody is left to send (a later sender
-                    // may still come: not `Closed`).
+                    // may still come: not `Closed`), unless a dead
+                    // sender's position holds back what was sent after it.
+                    if self.step_over_dead_sender() {
+                        return None;
+                    }
                     return Some(match take(&self.inner) {
                         Ok(m) => Ok(m),
                         Err(TryRecvError::Empty) => Err(RecvError::NoSenders),
@@ -712,6 +716,9 @@ impl Receiver {
                 }
                 None
             }
+            // Closed with a dead sender's position at our head: what was
+            // sent after it is still to be drained.
+            Err(TryRecvError::Closed) if self.step_over_dead_sender() => None,
             Err(e) => Some(Err(recv_error(e))),
         }
     }
@@ -788,8 +795,14 @@ impl Receiver {
                 if now.saturating_duration_since(since) < STUCK_AFTER {
                     return false;
                 }
+                if self.step_over_dead_sender() {
+                    // A dead batch leaves a run of positions: look at the
+                    // next one at once, not after another STUCK_AFTER.
+                    *stuck = Some((self.inner.next_position(), since));
+                    return true;
+                }
                 *stuck = Some((pos, now));
-                self.step_over_dead_sender()
+                false
             }
             _ => {
                 *stuck = Some((pos, now));
@@ -812,9 +825,6 @@ impl Receiver {
         loop {
             if let Some(r) = self.attempt(&mut take) {
                 return r;
-            }
-            if spun && self.check_stuck(&mut stuck) {
-                continue;
             }
             if !spun {
                 spun = true;
@@ -852,6 +862,12 @@ impl Receiver {
                         }
                     }
                 }
+            }
+            // About to sleep: a position claimed but unpublished this long
+            // may be a dead sender's (after the spin: its cost does not
+            // matter here).
+            if self.check_stuck(&mut stuck) {
+                continue;
             }
             let mut timeout = match deadline {
                 Some(d) => {

@@ -291,14 +291,18 @@ pub(crate) fn evict_dead(
 }
 
 /// Every active entry of the table with its generation (for a join that
-/// found the table full: dead holders of any role are evicted).
+/// found the table full: dead holders of any role are evicted), except
+/// senders whose claim record still names a position receivers wait at
+/// (they need that record to step over it; evicting would let a join
+/// clear it).
 pub(crate) fn active_entries(
     ring: &Ring<ShmRegions>,
 ) -> impl Iterator<Item = (SubscriberId, u32)> + '_ {
     (0..ring.geometry().max_subscribers()).filter_map(move |i| {
         // Relaxed: a candidate list; `evict` re-checks with a CAS.
         let s = ring.regions().entry(i).state.load(Relaxed);
-        (s & 0xff == ENTRY_ACTIVE).then_some((SubscriberId(i as u32), (s >> 32) as u32))
+        let id = SubscriberId(i as u32);
+        (s & 0xff == ENTRY_ACTIVE && !ring.claim_pending(id)).then_some((id, (s >> 32) as u32))
     })
 }
 

@@ -434,3 +434,55 @@ fn a_polling_receiver_steps_over_a_dead_sender_when_asked() {
     assert_eq!(&buf[..m.len], b"after");
     assert!(!rx.step_over_dead_sender(), "nothing claimed any more");
 }
+
+/// What was sent behind a dead sender's position is drained after a
+/// close too (it once read `Closed` at that position).
+#[test]
+fn a_closed_ring_drains_past_a_dead_sender() {
+    let name = unique("closed-claim");
+    let ch = channel(&name, Mode::Broadcast);
+    let rx = ch.receiver().unwrap();
+    let tx = ch.sender().unwrap();
+    let (child, _) = claiming_sender(&name);
+    tx.send(b"after").unwrap();
+    kill(child);
+    ch.destroy();
+    let mut buf = [0u8; 64];
+    let m = rx.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap();
+    assert_eq!(&buf[..m.len], b"after");
+    assert_eq!(
+        rx.recv_timeout(&mut buf, Duration::from_secs(5)),
+        Err(shmcast::RecvError::Closed)
+    );
+}
+
+/// A dead sender whose claim still holds receivers up keeps its table
+/// entry (a join would clear the record they need to step over it); once
+/// they have, a join may evict it.
+#[test]
+fn a_dead_sender_with_a_pending_claim_keeps_its_entry_until_stepped_over() {
+    let name = unique("table-claim");
+    let ch = ChannelBuilder::new(&name)
+        .max_subscribers(2)
+        .capacity(8)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let rx = ch.receiver().unwrap();
+    let (child, _) = claiming_sender(&name);
+    kill(child);
+    assert!(matches!(
+        attach(&name, Role::Send).unwrap().sender(),
+        Err(OpenError::Join(shmcast::JoinError::TableFull { .. }))
+    ));
+    let mut buf = [0u8; 64];
+    // Nothing behind it, but the receive steps over the dead position.
+    assert_eq!(
+        rx.recv_timeout(&mut buf, Duration::from_millis(200)),
+        Err(shmcast::RecvError::Timeout)
+    );
+    let tx = attach(&name, Role::Send).unwrap().sender().unwrap();
+    tx.send(b"after").unwrap();
+    let m = rx.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap();
+    assert_eq!((&buf[..m.len], m.id), (&b"after"[..], 1));
+}
