@@ -78,9 +78,8 @@ fn lock_at(index: usize, kind: libc::c_short) -> libc::flock {
 }
 
 fn fcntl_lock(fd: BorrowedFd<'_>, cmd: libc::c_int, lock: &mut libc::flock) -> Result<(), Errno> {
-    // SAFETY: `fd` is open for the call (borrowed); `lock` is a valid,
-    // exclusively borrowed `struct flock`, which F_OFD_SETLK reads and
-    // F_OFD_GETLK reads and writes, and nothing else.
+    // SAFETY: `fd` is open (borrowed); `lock` is a valid, exclusively
+    // borrowed `struct flock` (SETLK reads it, GETLK reads and writes it).
     let r = unsafe { libc::fcntl(fd.as_raw_fd(), cmd, lock as *mut libc::flock) };
     if r == -1 {
         Err(Errno::from_raw_os_error(
