@@ -406,6 +406,20 @@ pub fn broadcast_join_races_reuse() {
     assert_eq!(got, expected);
 }
 
+/// A producer thread sends message 2 into the ring `a` reads while the
+/// caller's other threads run; `a` must receive it.
+fn third_message_gets_through(tx: Tx, a: &Rx) {
+    let producer = spawn(move || send(&tx, value(1, 2)));
+    assert_eq!(
+        recv(a),
+        Msg {
+            id: 2,
+            value: value(1, 2)
+        }
+    );
+    assert_eq!(producer.join().unwrap(), 2);
+}
+
 /// A broadcast ring that receiver `b` holds full: two messages sent, both
 /// read by `a`, none by `b`.
 fn held_full_by_b() -> (HeapRing, Tx, Rx, Rx) {
@@ -454,15 +468,7 @@ pub fn broadcast_leave_unblocks_producer(full_first: bool, leaver_reads: bool) {
         drop(b);
         m
     });
-    let producer = spawn(move || send(&tx, value(1, 2)));
-    assert_eq!(
-        recv(&a),
-        Msg {
-            id: 2,
-            value: value(1, 2)
-        }
-    );
-    assert_eq!(producer.join().unwrap(), 2);
+    third_message_gets_through(tx, &a);
     assert_eq!(
         leaver.join().unwrap(),
         leaver_reads.then_some(Msg {
@@ -495,15 +501,7 @@ pub fn broadcast_evict_unblocks_producer() {
             ring.evict(dead_id, dead_gen)
         })
     };
-    let producer = spawn(move || send(&tx, value(1, 2)));
-    assert_eq!(
-        recv(&a),
-        Msg {
-            id: 2,
-            value: value(1, 2)
-        }
-    );
-    assert_eq!(producer.join().unwrap(), 2);
+    third_message_gets_through(tx, &a);
     assert!(evictor.join().unwrap());
     assert_drained(&a);
     let mut buf = [0u8; 8];
