@@ -585,8 +585,10 @@ impl<R: Regions> Receiver<R> {
             return false;
         }
         if multicast {
-            // ORDERING(head): AcqRel, as the receive CAS (Release: nothing
-            // of the slot was read, but keep the head's chain intact).
+            // ORDERING(head): AcqRel, like the receive CAS: the Release
+            // keeps every head update a release that producers' Acquire
+            // head loads synchronize with (nothing of the slot was read
+            // here); a failure means a competitor moved the head anyway.
             let _ = hdr
                 .head
                 .compare_exchange(h, h.wrapping_add(1), AcqRel, Relaxed);
