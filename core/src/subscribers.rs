@@ -264,8 +264,9 @@ impl<R: Regions> Ring<R> {
     /// Free entry `id`, held by generation `gen`, for a holder known to be
     /// gone (its process died): what its own drop would have done: the
     /// entry freed, its waiter bit cleared, a unicast ring's receiver slot
-    /// released (the next receiver starts at the dead one's head: a message
-    /// it was reading when it died is delivered again), a broadcast head
+    /// released (the next receiver starts at the dead one's head: what it
+    /// had read but not yet released, one message or a batch, is delivered
+    /// again), a broadcast head
     /// raised past it. Returns false, doing nothing, if the entry is no
     /// longer generation `gen`'s. A holder that is alive after all finds its
     /// handles detached (`Detached`), as after any peer's reclaim.
