@@ -96,10 +96,8 @@ fn fcntl_lock(fd: BorrowedFd<'_>, cmd: libc::c_int, lock: &mut libc::flock) -> R
 #[derive(Debug)]
 pub(crate) struct Liveness {
     /// A copy of the fd the channel was handed: the description every peer
-    /// shares.
+    /// shares (also what a forked child reopens for its own).
     shared: OwnedFd,
-    /// A dup of it, kept to reopen from after a `fork`.
-    control: OwnedFd,
     /// This process's own description and its locks.
     own: std::sync::Mutex<Own>,
 }
@@ -134,15 +132,13 @@ impl Liveness {
     /// that refuses us), our entries carry no token: never judged dead.
     pub(crate) fn new(control: BorrowedFd<'_>) -> Result<Self, Errno> {
         let shared = rustix::io::fcntl_dupfd_cloexec(control, 0)?;
-        let control = rustix::io::fcntl_dupfd_cloexec(control, 0)?;
         let own = Own {
             pid: rustix::process::getpid(),
-            fd: reopen(control.as_fd()),
+            fd: reopen(shared.as_fd()),
             holders: Default::default(),
         };
         Ok(Liveness {
             shared,
-            control,
             own: std::sync::Mutex::new(own),
         })
     }
@@ -157,7 +153,7 @@ impl Liveness {
             // locks alone: they go when the last fd for it closes.
             *own = Own {
                 pid,
-                fd: reopen(self.control.as_fd()),
+                fd: reopen(self.shared.as_fd()),
                 holders: Default::default(),
             };
         }
