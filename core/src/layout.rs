@@ -166,6 +166,15 @@ pub struct ControlHeader {
     pub wake: CachePadded<WakeWords>,
 }
 
+/// The status bits of `SubscriberEntry::state` ([`ENTRY_FREE`],
+/// [`ENTRY_ACTIVE`], ...).
+pub const ENTRY_STATUS_MASK: u64 = 0xff;
+
+/// The generation in a `SubscriberEntry::state` word (joins of the entry).
+pub const fn entry_generation(state: u64) -> u32 {
+    (state >> 32) as u32
+}
+
 /// `SubscriberEntry::state` status: the entry is free.
 pub const ENTRY_FREE: u64 = 0;
 /// `SubscriberEntry::state` status: the entry belongs to a live subscriber.

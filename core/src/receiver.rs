@@ -574,7 +574,7 @@ impl<R: Regions> Receiver<R> {
             // freed the entry (its holder's leave, or an eviction after its
             // death), so its publishes before that are seen below.
             let state = entry.state.load(Acquire);
-            let gone = state & 0xff == crate::layout::ENTRY_FREE;
+            let gone = state & crate::layout::ENTRY_STATUS_MASK == crate::layout::ENTRY_FREE;
             if !gone && !is_dead(SubscriberId(i as u32), state) {
                 return false; // a live sender holds it: wait
             }

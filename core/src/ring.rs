@@ -4,7 +4,8 @@ use core::fmt;
 
 use crate::error::JoinError;
 use crate::layout::{
-    Geometry, HeaderWords, ENTRY_ACTIVE, ROLE_RECV, ROLE_SEND, STATE_CLOSED, STATE_OPEN,
+    Geometry, HeaderWords, ENTRY_ACTIVE, ENTRY_STATUS_MASK, ROLE_RECV, ROLE_SEND, STATE_CLOSED,
+    STATE_OPEN,
 };
 use crate::mode::Mode;
 use crate::producer::Producer;
@@ -219,7 +220,9 @@ impl<R: Regions> Ring<R> {
         let high =
             (hdr.wake.table_high_water.load(Relaxed) as usize).min(self.geo.max_subscribers());
         (0..high)
-            .filter(|&i| self.regions.entry(i).state.load(Relaxed) & 0xff == ENTRY_ACTIVE)
+            .filter(|&i| {
+                self.regions.entry(i).state.load(Relaxed) & ENTRY_STATUS_MASK == ENTRY_ACTIVE
+            })
             .count()
     }
 
@@ -325,7 +328,7 @@ impl<R: Regions> Ring<R> {
             return false;
         }
         let s = self.regions.entry(id.index()).state.load(Relaxed);
-        s & 0xff == ENTRY_ACTIVE && s & ROLE_RECV != 0
+        s & ENTRY_STATUS_MASK == ENTRY_ACTIVE && s & ROLE_RECV != 0
     }
 
     /// Per-subscriber counters (sent, received, lagged) of entry `id`, as

@@ -27,7 +27,7 @@ use crate::sync::atomic::{fence, Ordering::*};
 
 /// Entry status while a broadcast receiver is joining: scans skip it.
 pub(crate) const ENTRY_JOINING: u64 = 2;
-const STATUS_MASK: u64 = 0xff;
+use crate::layout::ENTRY_STATUS_MASK as STATUS_MASK;
 const ROLE_MASK: u64 = ROLE_SEND | ROLE_RECV;
 
 /// What `join` hands the new handle.
@@ -39,9 +39,7 @@ pub(crate) struct Joined {
     pub(crate) start: u64,
 }
 
-pub(crate) fn generation(state: u64) -> u32 {
-    (state >> 32) as u32
-}
+pub(crate) use crate::layout::entry_generation as generation;
 
 fn pack(gen: u32, roles: u64, status: u64) -> u64 {
     ((gen as u64) << 32) | roles | status

@@ -46,7 +46,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 
 use rustix::io::Errno;
-use shmcast_core::layout::ENTRY_ACTIVE;
+use shmcast_core::layout::{entry_generation, ENTRY_ACTIVE, ENTRY_STATUS_MASK};
 use shmcast_core::{JoinError, Regions, Ring, SubscriberId};
 
 use crate::ShmRegions;
@@ -261,7 +261,7 @@ pub(crate) fn is_dead(
     // made after the holder took its lock: the probe below sees that lock
     // unless its description was closed since (the holder died).
     let word = ring.regions().entry(id.index()).liveness.load(Acquire);
-    word == token((state >> 32) as u32) && liveness.held(id.index()) == Some(false)
+    word == token(entry_generation(state)) && liveness.held(id.index()) == Some(false)
 }
 
 /// Evict, among `candidates` (entry and generation), those whose holder is
@@ -297,7 +297,8 @@ pub(crate) fn active_entries(
         // Relaxed: a candidate list; `evict` re-checks with a CAS.
         let s = ring.regions().entry(i).state.load(Relaxed);
         let id = SubscriberId(i as u32);
-        (s & 0xff == ENTRY_ACTIVE && !ring.claim_pending(id)).then_some((id, (s >> 32) as u32))
+        (s & ENTRY_STATUS_MASK == ENTRY_ACTIVE && !ring.claim_pending(id))
+            .then_some((id, entry_generation(s)))
     })
 }
 
