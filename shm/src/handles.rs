@@ -123,6 +123,19 @@ impl Sender {
         }
     }
 
+    /// `send` once, and once more if it found the ring full and dead
+    /// receivers holding it could be evicted.
+    #[inline]
+    fn again_if_evicted<T>(
+        &self,
+        send: impl Fn(&CoreProducer) -> Result<T, TrySendError>,
+    ) -> Result<T, TrySendError> {
+        match send(self.p()) {
+            Err(TrySendError::Full) if self.evict_dead_receivers() => send(self.p()),
+            r => r,
+        }
+    }
+
     /// The ring was full: evict receivers holding it whose processes are
     /// gone (at most every [`PROBE_EVERY`]). True if any was, so that the
     /// send is worth trying again.
@@ -231,11 +244,7 @@ impl Sender {
     /// Send `data` if there is room now. Returns the message id.
     #[inline]
     pub fn try_send(&self, data: &[u8]) -> Result<u64, TrySendError> {
-        let id = match self.p().try_send(data) {
-            Ok(id) => id,
-            Err(TrySendError::Full) if self.evict_dead_receivers() => self.p().try_send(data)?,
-            Err(e) => return Err(e),
-        };
+        let id = self.again_if_evicted(|p| p.try_send(data))?;
         self.after_publish(1, None);
         Ok(id)
     }
@@ -247,13 +256,7 @@ impl Sender {
 
     /// Send with an [`Envelope`] (target, tag), if there is room now.
     pub fn try_send_with(&self, env: Envelope, data: &[u8]) -> Result<u64, TrySendError> {
-        let id = match self.p().try_send_with(env, data) {
-            Ok(id) => id,
-            Err(TrySendError::Full) if self.evict_dead_receivers() => {
-                self.p().try_send_with(env, data)?
-            }
-            Err(e) => return Err(e),
-        };
+        let id = self.again_if_evicted(|p| p.try_send_with(env, data))?;
         self.after_publish(1, env.target);
         Ok(id)
     }
@@ -263,13 +266,7 @@ impl Sender {
     /// first: if any message is larger than the channel's maximum, none is
     /// sent (`TooLarge`), so a batch never goes out in part for that reason.
     pub fn try_send_batch(&self, msgs: &[&[u8]]) -> Result<usize, TrySendError> {
-        let n = match self.p().try_send_batch(msgs) {
-            Ok(n) => n,
-            Err(TrySendError::Full) if self.evict_dead_receivers() => {
-                self.p().try_send_batch(msgs)?
-            }
-            Err(e) => return Err(e),
-        };
+        let n = self.again_if_evicted(|p| p.try_send_batch(msgs))?;
         if n > 0 {
             self.after_publish(n as u64, None);
         }
