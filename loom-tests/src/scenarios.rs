@@ -48,6 +48,15 @@ pub struct Msg {
     pub value: u64,
 }
 
+/// Message `k` of sender 1 at position `k`: what a receiver gets from a
+/// ring only sender 1 sends into.
+fn msg_of_sender_1(k: u64) -> Msg {
+    Msg {
+        id: k,
+        value: value(1, k),
+    }
+}
+
 /// Send `v` as an 8-byte message, waiting while the ring is full; returns
 /// its id.
 fn send(tx: &Tx, v: u64) -> u64 {
@@ -240,13 +249,7 @@ pub fn broadcast_slow_receiver() {
     let m2 = value(1, 2).to_le_bytes();
     assert_eq!(tx.try_send(&m2), Err(TrySendError::Full));
     for k in 0..2 {
-        assert_eq!(
-            recv(&a),
-            Msg {
-                id: k,
-                value: value(1, k)
-            }
-        );
+        assert_eq!(recv(&a), msg_of_sender_1(k));
     }
     assert_eq!(tx.try_send(&m2), Err(TrySendError::Full), "b holds it back");
     assert_eq!(ring.head(), 0, "the rescan must not pass b");
@@ -276,12 +279,7 @@ pub fn broadcast_slow_receiver() {
     );
     assert_eq!(producer.join().unwrap(), 2);
     let b_got = slow.join().unwrap();
-    let expected: Vec<Msg> = (0..3)
-        .map(|k| Msg {
-            id: k,
-            value: value(1, k),
-        })
-        .collect();
+    let expected: Vec<Msg> = (0..3).map(msg_of_sender_1).collect();
     assert_eq!(b_got, expected);
     assert!(ring.head() >= 1, "the min-head moved");
     assert_drained(&a);
@@ -397,12 +395,7 @@ pub fn broadcast_join_races_reuse() {
         first <= tail_after_join,
         "joined at tail {tail_after_join} but first message is {first}"
     );
-    let expected: Vec<Msg> = (first..N)
-        .map(|k| Msg {
-            id: k,
-            value: value(1, k),
-        })
-        .collect();
+    let expected: Vec<Msg> = (first..N).map(msg_of_sender_1).collect();
     assert_eq!(got, expected);
 }
 
@@ -430,13 +423,7 @@ fn held_full_by_b() -> (HeapRing, Tx, Rx, Rx) {
     assert_eq!(send(&tx, value(1, 0)), 0);
     assert_eq!(send(&tx, value(1, 1)), 1);
     for k in 0..2 {
-        assert_eq!(
-            recv(&a),
-            Msg {
-                id: k,
-                value: value(1, k)
-            }
-        );
+        assert_eq!(recv(&a), msg_of_sender_1(k));
     }
     (ring, tx, a, b)
 }
@@ -561,12 +548,7 @@ pub fn unicast_evict_hands_over_the_head() {
     assert_eq!(send(&tx, value(1, 3)), 3);
     evictor.join().unwrap();
     let got = joiner.join().unwrap();
-    let want: Vec<Msg> = (1..4)
-        .map(|k| Msg {
-            id: k,
-            value: value(1, k),
-        })
-        .collect();
+    let want: Vec<Msg> = (1..4).map(msg_of_sender_1).collect();
     assert_eq!(got, want);
     drop(dead);
 }
@@ -719,12 +701,7 @@ pub fn wake_none_when_awake(mode: Mode) {
         assert_eq!(set.len(), 0);
     }
     let got = receiver.join().unwrap();
-    let expected: Vec<Msg> = (0..N)
-        .map(|k| Msg {
-            id: k,
-            value: value(1, k),
-        })
-        .collect();
+    let expected: Vec<Msg> = (0..N).map(msg_of_sender_1).collect();
     assert_eq!(got, expected);
     assert_eq!(ring.broadcast_wake_word().load(Ordering::Relaxed), 0);
     assert_eq!(ring.wake_word(rx_id).unwrap().load(Ordering::Relaxed), 0);
@@ -1068,12 +1045,7 @@ pub fn batch_receive_wrap(mode: Mode) {
         }
     }
     h.join().unwrap();
-    let want: Vec<Msg> = (0..N)
-        .map(|k| Msg {
-            id: k,
-            value: value(1, k),
-        })
-        .collect();
+    let want: Vec<Msg> = (0..N).map(msg_of_sender_1).collect();
     assert_eq!(got, want);
     assert_drained(&rx);
 }
