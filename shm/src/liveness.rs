@@ -302,47 +302,46 @@ pub(crate) fn active_entries(
     })
 }
 
-/// Join `ring` as a receiver; if the join is refused because a unicast
-/// receiver holds the ring, or the table is full, and dead holders are
-/// evicted, try once more.
+/// Join `ring` with `join`; if it is refused because a unicast receiver
+/// holds the ring (that receiver is looked at) or the table is full (every
+/// entry is), and dead holders are evicted, try once more.
+fn join_evicting<T>(
+    ring: &Ring<ShmRegions>,
+    liveness: Option<&Liveness>,
+    join: impl Fn() -> Result<T, JoinError>,
+) -> Result<T, JoinError> {
+    let (e, l) = match (join(), liveness) {
+        (Err(e @ (JoinError::ReceiverTaken | JoinError::TableFull { .. })), Some(l)) => (e, l),
+        (r, _) => return r,
+    };
+    let evicted = if e == JoinError::ReceiverTaken {
+        let mut held = [(SubscriberId(0), 0); 1];
+        let n = ring.holding_receivers(&mut held);
+        evict_dead(l, ring, held[..n].iter().copied())
+    } else {
+        evict_dead(l, ring, active_entries(ring))
+    };
+    if evicted > 0 {
+        join()
+    } else {
+        Err(e)
+    }
+}
+
+/// Join `ring` as a receiver, evicting dead holders in the way.
 pub(crate) fn join_receiver(
     ring: &Ring<ShmRegions>,
     liveness: Option<&Liveness>,
 ) -> Result<shmcast_core::Receiver<ShmRegions>, JoinError> {
-    match (ring.receiver(), liveness) {
-        (Err(e @ (JoinError::ReceiverTaken | JoinError::TableFull { .. })), Some(l)) => {
-            let evicted = if e == JoinError::ReceiverTaken {
-                let mut held = [(SubscriberId(0), 0); 1];
-                let n = ring.holding_receivers(&mut held);
-                evict_dead(l, ring, held[..n].iter().copied())
-            } else {
-                evict_dead(l, ring, active_entries(ring))
-            };
-            if evicted > 0 {
-                ring.receiver()
-            } else {
-                Err(e)
-            }
-        }
-        (r, _) => r,
-    }
+    join_evicting(ring, liveness, || ring.receiver())
 }
 
-/// Join `ring` as a sender, evicting dead holders if the table is full.
+/// Join `ring` as a sender, evicting dead holders in the way.
 pub(crate) fn join_sender(
     ring: &Ring<ShmRegions>,
     liveness: Option<&Liveness>,
 ) -> Result<shmcast_core::Producer<ShmRegions>, JoinError> {
-    match (ring.producer(), liveness) {
-        (Err(e @ JoinError::TableFull { .. }), Some(l)) => {
-            if evict_dead(l, ring, active_entries(ring)) > 0 {
-                ring.producer()
-            } else {
-                Err(e)
-            }
-        }
-        (r, _) => r,
-    }
+    join_evicting(ring, liveness, || ring.producer())
 }
 
 #[cfg(test)]
