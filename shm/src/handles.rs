@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmcast_core::{
-    Envelope, MessageInfo, Mode, Ring, SubscriberId, TryRecvError, TrySendError, WakeSet,
+    Envelope, MessageInfo, Mode, ReadSlot, Ring, SubscriberId, TryRecvError, TrySendError, WakeSet,
 };
 use shmcast_uring_notify::{select, BackendKind, Sleeper, Unsupported, WakeStats, Waker};
 
@@ -507,10 +507,11 @@ fn online_cpus() -> usize {
 
 /// A receiver on a shared-memory channel.
 ///
-/// `try_recv` / `try_read` (through `Deref` to
-/// [`shmcast_core::Receiver`]) never block; [`Receiver::recv`] and
+/// [`Receiver::try_recv`], [`Receiver::try_recv_batch`] and
+/// [`Receiver::try_read`] never block; [`Receiver::recv`] and
 /// [`Receiver::recv_timeout`] sleep in the notify backend chosen for this
-/// receiver ([`Receiver::backend`]).
+/// receiver ([`Receiver::backend`]). The rest of
+/// [`shmcast_core::Receiver`] is reached through `Deref`.
 pub struct Receiver {
     // Dropped first: an io_uring the receiver sleeps in goes before the mapping.
     sleeper: RefCell<Sleeper>,
@@ -523,6 +524,13 @@ pub struct Receiver {
     /// The channel's liveness locks: whether a sender that claimed the
     /// position we wait at is gone.
     liveness: Option<Arc<Liveness>>,
+    /// The claimed but unpublished position we have been waiting at, and
+    /// since when (see `STUCK_AFTER`). Kept across calls: a caller that
+    /// polls, or receives with timeouts shorter than `STUCK_AFTER`, waits
+    /// at one position over many calls.
+    stuck: Cell<Option<(u64, Instant)>>,
+    /// Polls since the last look for a stuck position (see `POLL_LOOK_EVERY`).
+    polls: Cell<u32>,
 }
 
 /// How long a blocking receive waits at a position that is claimed but not
@@ -530,6 +538,13 @@ pub struct Receiver {
 /// (and then steps over it). A live sender publishes within microseconds,
 /// or a scheduler slice when preempted mid-claim.
 const STUCK_AFTER: Duration = Duration::from_millis(10);
+
+/// A polling receive (`try_recv`, `try_recv_batch`: empty ones; `try_read`:
+/// every call) looks whether it waits at a stuck position once in this many
+/// polls: a look reads the tail, a line the senders write, and the clock,
+/// which would slow a busy-polling loop down if done at every poll. At
+/// ~5-50 ns a poll that is a look every 5-50 µs, far below `STUCK_AFTER`.
+const POLL_LOOK_EVERY: u32 = 1024;
 
 impl fmt::Debug for Receiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -590,6 +605,8 @@ impl Receiver {
             inner,
             _held: held,
             liveness,
+            stuck: Cell::new(None),
+            polls: Cell::new(0),
         }
     }
 
@@ -765,10 +782,10 @@ impl Receiver {
     /// Step over the position this receiver waits at if the sender that
     /// claimed it died before publishing it (its process is gone: see the
     /// README's "dead peer"); a sender that is alive, however slow, is
-    /// waited for. The blocking receives do this by themselves after
-    /// waiting 10 ms at such a position; a receiver that only polls
-    /// (`try_recv`) calls it when it has found nothing for a while. True if
-    /// it stepped over (receive again).
+    /// waited for. Every receive of this handle, blocking or polling, does
+    /// this by itself once it has waited 10 ms at such a position (counted
+    /// across calls); calling it earlier is allowed. True if it stepped
+    /// over (receive again).
     pub fn step_over_dead_sender(&self) -> bool {
         let ring = self.inner.ring();
         let liveness = self.liveness.as_deref();
@@ -780,14 +797,15 @@ impl Receiver {
     /// claimed (below the tail) but unpublished, note since when; once that
     /// has lasted `STUCK_AFTER`, step over it if its sender died. True if
     /// it stepped over (receive again at once).
-    fn check_stuck(&self, stuck: &mut Option<(u64, Instant)>) -> bool {
+    #[inline(never)]
+    fn check_stuck(&self) -> bool {
         let pos = self.inner.next_position();
         if self.inner.ring().tail() == pos {
-            *stuck = None; // nothing claimed: plain empty
+            self.stuck.set(None); // nothing claimed: plain empty
             return false;
         }
         let now = Instant::now();
-        match *stuck {
+        match self.stuck.get() {
             Some((p, since)) if p == pos => {
                 if now.saturating_duration_since(since) < STUCK_AFTER {
                     return false;
@@ -795,17 +813,86 @@ impl Receiver {
                 if self.step_over_dead_sender() {
                     // A dead batch leaves a run of positions: look at the
                     // next one at once, not after another STUCK_AFTER.
-                    *stuck = Some((self.inner.next_position(), since));
+                    self.stuck.set(Some((self.inner.next_position(), since)));
                     return true;
                 }
-                *stuck = Some((pos, now));
+                self.stuck.set(Some((pos, now)));
                 false
             }
             _ => {
-                *stuck = Some((pos, now));
+                self.stuck.set(Some((pos, now)));
                 false
             }
         }
+    }
+
+    /// Counts a poll; true once in `POLL_LOOK_EVERY` (time to `check_stuck`).
+    #[inline]
+    fn look_due(&self) -> bool {
+        let n = self.polls.get().wrapping_add(1);
+        let due = n >= POLL_LOOK_EVERY;
+        self.polls.set(if due { 0 } else { n });
+        due
+    }
+
+    /// After a polling receive's error `e`: true if a dead sender's
+    /// position was stepped over (see [`Receiver::step_over_dead_sender`]),
+    /// and the receive should be tried again.
+    #[inline]
+    fn stepped_over_after(&self, e: TryRecvError) -> bool {
+        match e {
+            TryRecvError::Empty => self.look_due() && self.check_stuck(),
+            // Closed: what was sent behind a dead sender's position is
+            // still to be drained.
+            TryRecvError::Closed => self.step_over_dead_sender(),
+            _ => false,
+        }
+    }
+
+    /// Receive the next message into `buf` without blocking, as
+    /// [`shmcast_core::Receiver::try_recv`] does, and step over a position
+    /// whose sender died between claiming and publishing it (see
+    /// [`Receiver::step_over_dead_sender`]) once this receiver has polled
+    /// there for 10 ms: a polling loop is never held up by a dead sender.
+    #[inline]
+    pub fn try_recv(&self, buf: &mut [u8]) -> Result<MessageInfo, TryRecvError> {
+        // One call site of the core's `try_recv`, so that it is inlined
+        // (a second one, for the retry, made it a call: ~2 ns a receive).
+        loop {
+            let r = self.inner.try_recv(buf);
+            match r {
+                // Each step-over moves the head: at most `capacity` rounds.
+                Err(e) if self.stepped_over_after(e) => continue,
+                r => return r,
+            }
+        }
+    }
+
+    /// Receive up to `infos.len()` messages without blocking, as
+    /// [`shmcast_core::Receiver::try_recv_batch`] does, stepping over a
+    /// dead sender's position as [`Receiver::try_recv`] does.
+    pub fn try_recv_batch(
+        &self,
+        buf: &mut [u8],
+        infos: &mut [MessageInfo],
+    ) -> Result<usize, TryRecvError> {
+        loop {
+            match self.inner.try_recv_batch(buf, infos) {
+                Err(e) if self.stepped_over_after(e) => continue,
+                r => return r,
+            }
+        }
+    }
+
+    /// Zero-copy receive, as [`shmcast_core::Receiver::try_read`] does,
+    /// stepping over a dead sender's position as [`Receiver::try_recv`]
+    /// does (here the look comes before the read, once in a while, so a
+    /// step-over shows at the next call).
+    pub fn try_read(&mut self) -> Result<ReadSlot<'_, ShmRegions>, TryRecvError> {
+        if self.look_due() {
+            self.check_stuck();
+        }
+        self.inner.try_read()
     }
 
     /// The blocking loop shared by every `recv*`: try, spin or yield for
@@ -816,9 +903,6 @@ impl Receiver {
         mut take: impl FnMut(&CoreReceiver) -> Result<T, TryRecvError>,
     ) -> Result<T, RecvError> {
         let mut spun = false;
-        // Where we have waited for a claimed position to be published, and
-        // since when (see `STUCK_AFTER`).
-        let mut stuck: Option<(u64, Instant)> = None;
         loop {
             if let Some(r) = self.attempt(&mut take) {
                 return r;
@@ -863,7 +947,7 @@ impl Receiver {
             // About to sleep: a position claimed but unpublished this long
             // may be a dead sender's (after the spin: its cost does not
             // matter here).
-            if self.check_stuck(&mut stuck) {
+            if self.check_stuck() {
                 continue;
             }
             let mut timeout = match deadline {
@@ -876,7 +960,7 @@ impl Receiver {
                 }
                 None => None,
             };
-            if stuck.is_some() {
+            if self.stuck.get().is_some() {
                 // Waiting at a claimed position: look again in STUCK_AFTER,
                 // whether or not its sender wakes us.
                 timeout = Some(timeout.map_or(STUCK_AFTER, |t| t.min(STUCK_AFTER)));

@@ -435,6 +435,81 @@ fn a_polling_receiver_steps_over_a_dead_sender_when_asked() {
     assert!(!rx.step_over_dead_sender(), "nothing claimed any more");
 }
 
+/// The three polling receives step over a dead sender's position by
+/// themselves once it has held them for a while, and never while the
+/// sender is alive: a `try_recv` loop once waited there for good unless it
+/// called `step_over_dead_sender`.
+#[test]
+fn polling_receives_step_over_a_dead_sender_by_themselves() {
+    for how in ["try_recv", "try_recv_batch", "try_read"] {
+        let name = unique("poll-self");
+        let ch = channel(&name, Mode::Broadcast);
+        let mut rx = ch.receiver().unwrap();
+        let tx = ch.sender().unwrap();
+        let (child, _) = claiming_sender(&name);
+        tx.send(b"after").unwrap();
+        let mut buf = [0u8; 64];
+        let mut infos = [shmcast::MessageInfo::default(); 4];
+        let mut poll = |rx: &mut shmcast::Receiver| -> Option<Vec<u8>> {
+            let got = match how {
+                "try_recv" => rx.try_recv(&mut buf).map(|m| buf[..m.len].to_vec()),
+                "try_recv_batch" => rx
+                    .try_recv_batch(&mut buf, &mut infos)
+                    .map(|n| buf[..infos[..n].iter().map(|i| i.len).sum()].to_vec()),
+                _ => rx.try_read().map(|slot| {
+                    let mut m = vec![0; slot.len()];
+                    slot.read_at(0, &mut m);
+                    m
+                }),
+            };
+            match got {
+                Ok(m) => Some(m),
+                Err(shmcast::TryRecvError::Empty) => None,
+                Err(e) => panic!("{how}: {e}"),
+            }
+        };
+        // Alive (well past STUCK_AFTER): waited for.
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_millis(100) {
+            assert_eq!(poll(&mut rx), None, "{how}: stepped over a live sender");
+        }
+        kill(child);
+        let t0 = Instant::now();
+        let got = loop {
+            if let Some(m) = poll(&mut rx) {
+                break m;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(5), "{how}: still held");
+        };
+        assert_eq!(got, b"after", "{how}");
+    }
+}
+
+/// A receive with a timeout shorter than the wait before a step-over, in a
+/// loop, steps over too: the wait counts across calls (each call started
+/// it afresh, so such a loop waited for good).
+#[test]
+fn short_receive_timeouts_add_up_to_a_step_over() {
+    let name = unique("short-timeouts");
+    let ch = channel(&name, Mode::Unicast);
+    let rx = ch.receiver().unwrap();
+    let tx = ch.sender().unwrap();
+    let (child, _) = claiming_sender(&name);
+    tx.send(b"after").unwrap();
+    kill(child);
+    let mut buf = [0u8; 64];
+    let t0 = Instant::now();
+    let m = loop {
+        match rx.recv_timeout(&mut buf, Duration::from_millis(2)) {
+            Ok(m) => break m,
+            Err(shmcast::RecvError::Timeout) => {}
+            Err(e) => panic!("{e}"),
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "still held");
+    };
+    assert_eq!(&buf[..m.len], b"after");
+}
+
 /// What was sent behind a dead sender's position is drained after a
 /// close too (it once read `Closed` at that position).
 #[test]
