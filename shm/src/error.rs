@@ -379,8 +379,9 @@ pub enum RecvError {
     /// The channel was destroyed and everything sent has been received.
     /// Final: no message will come.
     Closed,
-    /// Unicast: every sender that joined has left, and everything sent has
-    /// been received. Not final: the channel is still open, and a sender
+    /// Unicast: every sender that joined has left or died (a waiting
+    /// receive looks for dead senders, and evicts them, at most every
+    /// 100 ms), and everything sent has been received. Not final: the channel is still open, and a sender
     /// that attaches later can send again (while none is attached, a
     /// blocking receive returns this at once). The pipe-like "end of
     /// stream" for a receiver that serves one sender's session.

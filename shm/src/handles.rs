@@ -14,7 +14,7 @@ use shmcast_core::{
 use shmcast_uring_notify::{select, BackendKind, Sleeper, Unsupported, WakeStats, Waker};
 
 use crate::error::{RecvError, SendError};
-use crate::liveness::{evict_dead, is_dead, Held, Liveness};
+use crate::liveness::{evict_dead, evict_dead_senders, is_dead, Held, Liveness};
 use crate::map::ShmRegions;
 
 type CoreProducer = shmcast_core::Producer<ShmRegions>;
@@ -531,6 +531,9 @@ pub struct Receiver {
     stuck: Cell<Option<(u64, Instant)>>,
     /// Polls since the last look for a stuck position (see `POLL_LOOK_EVERY`).
     polls: Cell<u32>,
+    /// When a blocking unicast receive last looked for senders that died
+    /// (see `SENDER_LOOK_EVERY`).
+    senders_looked: Cell<Option<Instant>>,
 }
 
 /// How long a blocking receive waits at a position that is claimed but not
@@ -545,6 +548,14 @@ const STUCK_AFTER: Duration = Duration::from_millis(10);
 /// which would slow a busy-polling loop down if done at every poll. At
 /// ~5-50 ns a poll that is a look every 5-50 µs, far below `STUCK_AFTER`.
 const POLL_LOOK_EVERY: u32 = 1024;
+
+/// How often, at most, a blocking unicast receive that is about to sleep
+/// looks for senders whose processes died, and evicts them: once every
+/// sender is gone, dead or left, it returns `NoSenders`, as a pipe's reader
+/// gets end of file when the writer dies. A look probes one lock per
+/// sender (a syscall each). An idle sleeper wakes at least once a wake
+/// guard (100 ms by default), so a death shows within about a guard.
+const SENDER_LOOK_EVERY: Duration = Duration::from_millis(100);
 
 impl fmt::Debug for Receiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -607,6 +618,7 @@ impl Receiver {
             liveness,
             stuck: Cell::new(None),
             polls: Cell::new(0),
+            senders_looked: Cell::new(None),
         }
     }
 
@@ -826,6 +838,29 @@ impl Receiver {
         }
     }
 
+    /// Unicast, about to sleep: evict senders whose processes died, at most
+    /// once in `SENDER_LOOK_EVERY`. True if one was (receive again: if none
+    /// is left, that is `NoSenders`).
+    fn evict_dead_senders(&self) -> bool {
+        let ring = self.inner.ring();
+        let Some(liveness) = self.liveness.as_deref() else {
+            return false;
+        };
+        if ring.mode() != Mode::Unicast {
+            return false;
+        }
+        let now = Instant::now();
+        if self
+            .senders_looked
+            .get()
+            .is_some_and(|t| now.saturating_duration_since(t) < SENDER_LOOK_EVERY)
+        {
+            return false;
+        }
+        self.senders_looked.set(Some(now));
+        !ring.senders_gone() && evict_dead_senders(liveness, ring) > 0
+    }
+
     /// Counts a poll; true once in `POLL_LOOK_EVERY` (time to `check_stuck`).
     #[inline]
     fn look_due(&self) -> bool {
@@ -947,7 +982,7 @@ impl Receiver {
             // About to sleep: a position claimed but unpublished this long
             // may be a dead sender's (after the spin: its cost does not
             // matter here).
-            if self.check_stuck() {
+            if self.check_stuck() || self.evict_dead_senders() {
                 continue;
             }
             let mut timeout = match deadline {

@@ -46,7 +46,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 
 use rustix::io::Errno;
-use shmcast_core::layout::{entry_generation, ENTRY_ACTIVE, ENTRY_STATUS_MASK};
+use shmcast_core::layout::{entry_generation, ENTRY_ACTIVE, ENTRY_STATUS_MASK, ROLE_SEND};
 use shmcast_core::{JoinError, Regions, Ring, SubscriberId};
 
 use crate::ShmRegions;
@@ -285,21 +285,30 @@ pub(crate) fn evict_dead(
     evicted
 }
 
-/// Every active entry of the table with its generation (for a join that
-/// found the table full: dead holders of any role are evicted), except
-/// senders whose claim record still names a position receivers wait at
-/// (they need that record to step over it; evicting would let a join
-/// clear it).
-pub(crate) fn active_entries(
-    ring: &Ring<ShmRegions>,
-) -> impl Iterator<Item = (SubscriberId, u32)> + '_ {
+/// Every active entry of the table whose state word `keep` accepts, with
+/// its generation (a join that found the table full: dead holders of any
+/// role are evicted; a unicast receiver: dead senders), except senders
+/// whose claim record still names a position receivers wait at (they need
+/// that record to step over it; evicting would let a join clear it).
+pub(crate) fn active_entries<'a>(
+    ring: &'a Ring<ShmRegions>,
+    keep: impl Fn(u64) -> bool + 'a,
+) -> impl Iterator<Item = (SubscriberId, u32)> + 'a {
     (0..ring.geometry().max_subscribers()).filter_map(move |i| {
         // Relaxed: a candidate list; `evict` re-checks with a CAS.
         let s = ring.regions().entry(i).state.load(Relaxed);
         let id = SubscriberId(i as u32);
-        (s & ENTRY_STATUS_MASK == ENTRY_ACTIVE && !ring.claim_pending(id))
+        (s & ENTRY_STATUS_MASK == ENTRY_ACTIVE && keep(s) && !ring.claim_pending(id))
             .then_some((id, entry_generation(s)))
     })
+}
+
+/// Evict the senders whose processes died (except one whose claim record
+/// still holds receivers: see [`active_entries`]). What a unicast receiver
+/// that waits does, so that senders that died end its wait with
+/// `NoSenders` as senders that left do. Returns how many were evicted.
+pub(crate) fn evict_dead_senders(liveness: &Liveness, ring: &Ring<ShmRegions>) -> usize {
+    evict_dead(liveness, ring, active_entries(ring, |s| s & ROLE_SEND != 0))
 }
 
 /// Join `ring` with `join`; if it is refused because a unicast receiver
@@ -319,7 +328,7 @@ fn join_evicting<T>(
         let n = ring.holding_receivers(&mut held);
         evict_dead(l, ring, held[..n].iter().copied())
     } else {
-        evict_dead(l, ring, active_entries(ring))
+        evict_dead(l, ring, active_entries(ring, |_| true))
     };
     if evicted > 0 {
         join()

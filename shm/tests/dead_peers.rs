@@ -510,6 +510,42 @@ fn short_receive_timeouts_add_up_to_a_step_over() {
     assert_eq!(&buf[..m.len], b"after");
 }
 
+/// A unicast receiver whose only sender died gets `NoSenders`, as when the
+/// sender leaves (a pipe's reader gets end of file when the writer dies):
+/// it used to wait for good. Both a sender that died idle and one that
+/// died mid-send (whose position is stepped over first).
+#[test]
+fn a_unicast_receiver_whose_senders_died_gets_no_senders() {
+    for hang in ["--stay", "--hang-in-claim"] {
+        let name = unique("senders-died");
+        let ch = channel(&name, Mode::Unicast);
+        let rx = ch.receiver().unwrap();
+        let mut child = Running::spawn(peer(&["send", &name, "--count", "1", hang]));
+        child.line();
+        let mut buf = [0u8; 64];
+        if hang == "--stay" {
+            assert!(rx.recv_timeout(&mut buf, Duration::from_secs(5)).is_ok());
+        }
+        // Alive (well past the look's period): waited for.
+        assert_eq!(
+            rx.recv_timeout(&mut buf, Duration::from_millis(300)),
+            Err(shmcast::RecvError::Timeout),
+            "{hang}"
+        );
+        kill(child);
+        assert_eq!(
+            rx.recv_timeout(&mut buf, Duration::from_secs(5)),
+            Err(shmcast::RecvError::NoSenders),
+            "{hang}"
+        );
+        // Not final: a new sender is heard.
+        let tx = ch.sender().unwrap();
+        tx.send(b"again").unwrap();
+        let m = rx.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap();
+        assert_eq!(&buf[..m.len], b"again", "{hang}");
+    }
+}
+
 /// What was sent behind a dead sender's position is drained after a
 /// close too (it once read `Closed` at that position).
 #[test]
@@ -533,7 +569,8 @@ fn a_closed_ring_drains_past_a_dead_sender() {
 
 /// A dead sender whose claim still holds receivers up keeps its table
 /// entry (a join would clear the record they need to step over it); once
-/// they have, a join may evict it.
+/// they have, it is evicted (here by the unicast receiver, whose senders
+/// are then all gone).
 #[test]
 fn a_dead_sender_with_a_pending_claim_keeps_its_entry_until_stepped_over() {
     let name = unique("table-claim");
@@ -551,10 +588,11 @@ fn a_dead_sender_with_a_pending_claim_keeps_its_entry_until_stepped_over() {
         Err(OpenError::Join(shmcast::JoinError::TableFull { .. }))
     ));
     let mut buf = [0u8; 64];
-    // Nothing behind it, but the receive steps over the dead position.
+    // Nothing behind it, but the receive steps over the dead position,
+    // then finds its only sender dead.
     assert_eq!(
-        rx.recv_timeout(&mut buf, Duration::from_millis(200)),
-        Err(shmcast::RecvError::Timeout)
+        rx.recv_timeout(&mut buf, Duration::from_secs(5)),
+        Err(shmcast::RecvError::NoSenders)
     );
     let tx = attach(&name, Role::Send).unwrap().sender().unwrap();
     tx.send(b"after").unwrap();

@@ -22,7 +22,9 @@
 //!
 //! `send --hang-in-claim` claims one position (zero-copy), prints
 //! `claimed ID`, and waits to be killed without publishing it: a sender
-//! that dies mid-send, for tests.
+//! that dies mid-send, for tests. `send --stay` stays attached after
+//! sending (and printing its summary) until it is killed: a sender that
+//! dies idle, for tests.
 //!
 //! `--blocking` uses the sleeping calls (`send_timeout` / `recv_timeout`);
 //! `--guard-ms MS` sets the receiver's wake guard (its longest single
@@ -83,6 +85,7 @@ const SEND_OPTS: &[&str] = &[
     "sync-every",
     "receivers",
     "hang-in-claim",
+    "stay",
 ];
 const RECV_OPTS: &[&str] = &[
     "count",
@@ -127,7 +130,7 @@ fn parse() -> Result<Args, String> {
         }
         if matches!(
             key,
-            "until-closed" | "blocking" | "eventfds" | "hang-in-claim"
+            "until-closed" | "blocking" | "eventfds" | "hang-in-claim" | "stay"
         ) {
             flags.push(key.to_owned());
         } else {
@@ -206,6 +209,7 @@ const USAGE: &str = "usage:
                           [--perm 0600] [--for SECS] [--eventfds] [--until-closed]
   shmcast-peer send  NAME [--count N] [--size B] [--tag T] [--target ID] [--batch K] [--timeout SECS]
                           [--blocking] [--pause-every N --pause-us U] [--seed S] [--sync-every N --receivers R]
+                          [--hang-in-claim | --stay]
   shmcast-peer recv  NAME [--count N] [--buf B] [--timeout SECS] [--out FILE] [--until-closed]
                           [--blocking] [--backend futex|uring-futex|msg-ring|eventfd] [--guard-ms MS]
                           [--pause-every N --pause-us U] [--seed S]
@@ -214,7 +218,8 @@ const USAGE: &str = "usage:
 serve keeps the channel until stdin reaches end of file, or for --for SECS.
 --perm is octal (640, 0640, 0o640); other numbers are decimal.
 send: --count defaults to 1; --size is at least 16 (a tag and a sequence number);
-      --hang-in-claim claims a position and waits to be killed without publishing it.
+      --hang-in-claim claims a position and waits to be killed without publishing it;
+      --stay stays attached after sending, until killed.
 recv: without --count, reads until --timeout (default 30 s) or, with --until-closed, the close.";
 
 fn main() -> ExitCode {
@@ -389,6 +394,12 @@ fn send(a: &Args) -> Result<(), String> {
         "sent {count} full {full} wake_checks {} skipped {} wake_syscalls {} woken {} ring_wakes {} syncs {syncs}",
         st.checks, st.skipped, st.syscalls, st.woken, st.ring_wakes
     );
+    if a.flag("stay") {
+        std::io::stdout().flush().ok();
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
     Ok(())
 }
 
