@@ -281,24 +281,42 @@ impl<R: Regions> Ring<R> {
     }
 
     /// Whether entry `id`'s claim record names a position that may still
-    /// hold receivers up: at or past the shared head and not published.
-    /// A dead sender with such a record is left in the table (not evicted):
-    /// receivers need its record to step over the position (see
-    /// `Receiver::step_over_dead_claim`), and a join would clear it.
+    /// hold receivers up: claimed (below the tail), at or past the shared
+    /// head, and not published. Only the record's last position is looked
+    /// at: a sender publishes the positions of a claim in order, so if any
+    /// of them is unpublished, the last is. A record at or past the tail
+    /// (a sender that died between writing it and its claim CAS) holds
+    /// nobody. A dead sender with a pending record is left in the table
+    /// (not evicted): receivers need its record to step over the position
+    /// (see `Receiver::step_over_dead_claim`), and a join would clear it.
+    /// Constant time whatever a peer wrote into the record.
     pub fn claim_pending(&self, id: SubscriberId) -> bool {
         if id.index() >= self.geo.max_subscribers() {
             return false;
         }
         let entry = self.regions.entry(id.index());
-        // Relaxed: a conservative hint (a stale view keeps the entry).
+        // Relaxed: a conservative hint (a stale view keeps the entry, or
+        // evicts one whose record a receiver has just passed).
         let count = u64::from(entry.claim_count.load(Relaxed)).min(self.geo.capacity());
-        let start = entry.claim_start.load(Relaxed);
-        let head = self.regions.header().head.load(Relaxed);
-        (0..count).any(|k| {
-            let p = start.wrapping_add(k);
-            let seq = self.regions.slot(self.geo.slot_of(p)).seq.load(Relaxed);
-            p.wrapping_sub(head) < (1 << 63) && seq != p.wrapping_add(1)
-        })
+        if count == 0 {
+            return false;
+        }
+        let last = entry.claim_start.load(Relaxed).wrapping_add(count - 1);
+        let hdr = self.regions.header();
+        let head = hdr.head.load(Relaxed);
+        let tail = hdr.tail.load(Relaxed);
+        if last.wrapping_sub(head) >= tail.wrapping_sub(head) {
+            return false; // consumed, or never claimed
+        }
+        let seq = self.regions.slot(self.geo.slot_of(last)).seq.load(Relaxed);
+        if seq == last.wrapping_add(1) {
+            return false; // published
+        }
+        // Broadcast: the shared head is raised lazily, and may still be
+        // below a position every receiver has passed (stepped over): raise
+        // it (a table scan, only for a record found pending) and look
+        // again. `last` is below the tail (above).
+        self.geo.mode() != Mode::Broadcast || last.wrapping_sub(self.raise_min_head()) < (1 << 63)
     }
 
     /// Whether entry `id` still belongs to the handle of generation `gen`.

@@ -197,3 +197,40 @@ fn an_evicted_receiver_stops_and_stays_detached() {
         assert_eq!(got, want, "{mode:?}");
     }
 }
+
+/// `claim_pending`: a sender's record holds receivers while its last
+/// position is claimed, not consumed and not published; not once a
+/// receiver stepped over it (broadcast: though the shared head lags), and
+/// never for a record past the tail (a sender that died between writing it
+/// and its claim CAS) or a count no claim can have.
+#[test]
+fn claim_pending_looks_at_the_last_claimed_position() {
+    use core::sync::atomic::Ordering::Relaxed;
+    use shmcast_core::{Config, HeapRing, Mode, Regions};
+    for mode in [Mode::Unicast, Mode::Broadcast] {
+        let r = HeapRing::new(&Config::new(mode).capacity(8).max_message(8)).unwrap();
+        let mut tx = r.producer().unwrap();
+        let rx = r.receiver().unwrap();
+        let id = tx.id();
+        let mut buf = [0u8; 8];
+        assert!(!r.claim_pending(id), "{mode:?}: no record");
+        let slot = tx.try_claim().unwrap();
+        assert!(r.claim_pending(id), "{mode:?}: claimed, unpublished");
+        slot.commit();
+        assert!(!r.claim_pending(id), "{mode:?}: published");
+        rx.try_recv(&mut buf).unwrap();
+        let record = r.regions().entry(id.index());
+        record.claim_start.store(r.tail(), Relaxed);
+        record.claim_count.store(1, Relaxed);
+        assert!(!r.claim_pending(id), "{mode:?}: past the tail");
+        record.claim_start.store(0, Relaxed);
+        record.claim_count.store(u32::MAX, Relaxed);
+        assert!(!r.claim_pending(id), "{mode:?}: clamped, past the tail");
+        // A claim whose sender "dies" (never publishes), stepped over.
+        let slot = tx.try_claim().unwrap();
+        core::mem::forget(slot);
+        assert!(r.claim_pending(id), "{mode:?}: dead, unpublished");
+        assert!(rx.step_over_dead_claim(|_, _| true), "{mode:?}");
+        assert!(!r.claim_pending(id), "{mode:?}: stepped over");
+    }
+}

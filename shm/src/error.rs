@@ -379,12 +379,17 @@ pub enum RecvError {
     /// The channel was destroyed and everything sent has been received.
     /// Final: no message will come.
     Closed,
-    /// Unicast: every sender that joined has left or died (a waiting
-    /// receive looks for dead senders, and evicts them, at most every
-    /// 100 ms), and everything sent has been received. Not final: the channel is still open, and a sender
-    /// that attaches later can send again (while none is attached, a
-    /// blocking receive returns this at once). The pipe-like "end of
-    /// stream" for a receiver that serves one sender's session.
+    /// Unicast: every sender that joined has left or died, and everything
+    /// sent has been received. Not final: the channel is still open, and a
+    /// sender that attaches later can send again (while none is attached,
+    /// a blocking receive returns this at once). The pipe-like "end of
+    /// stream" for a receiver that serves one sender's session. A waiting
+    /// receive looks for dead senders, and evicts them, before it sleeps,
+    /// at most every 100 ms; a sleeper wakes at least once a wake guard
+    /// (100 ms by default, see `Receiver::set_wake_guard`), so a death
+    /// shows within about that. A sender is dead once the kernel dropped
+    /// its liveness lock (see the README's "dead peer"): one whose lock a
+    /// forked child still holds, or that has none, never counts as dead.
     NoSenders,
     /// This receiver was overtaken and lost this many messages (see
     /// [`shmcast_core::TryRecvError::Lagged`]); the next call continues from the oldest

@@ -549,6 +549,11 @@ const STUCK_AFTER: Duration = Duration::from_millis(10);
 /// ~5-50 ns a poll that is a look every 5-50 µs, far below `STUCK_AFTER`.
 const POLL_LOOK_EVERY: u32 = 1024;
 
+/// The most dead senders' positions one polling receive steps over (each
+/// step scans the table and probes locks); past that it returns `Empty`,
+/// and the next call goes on.
+const STEPS_PER_POLL: u32 = 16;
+
 /// How often, at most, a blocking unicast receive that is about to sleep
 /// looks for senders whose processes died, and evicts them: once every
 /// sender is gone, dead or left, it returns `NoSenders`, as a pipe's reader
@@ -667,7 +672,10 @@ impl Receiver {
     /// eventfd backend: register it with epoll / tokio. Pattern: on
     /// readiness, drain with `try_recv`; before waiting again, call
     /// [`shmcast_core::Receiver::prepare_wait`] (re-checks the ring and
-    /// announces the sleep), and after waking, `finish_wait`.
+    /// announces the sleep), and after waking, `finish_wait`. Wait with a
+    /// timeout, and when one passes with nothing received, call
+    /// [`Receiver::step_over_dead_sender`]: a sender that died mid-send
+    /// sends no more wakes.
     pub fn eventfd(&self) -> Option<BorrowedFd<'_>> {
         if self.backend() != BackendKind::Eventfd {
             return None;
@@ -870,62 +878,98 @@ impl Receiver {
         due
     }
 
-    /// After a polling receive's error `e`: true if a dead sender's
-    /// position was stepped over (see [`Receiver::step_over_dead_sender`]),
-    /// and the receive should be tried again.
+    /// After a polling receive's error `e`, with `steps` step-overs made
+    /// in this call: `None` if a dead sender's position was stepped over
+    /// (receive again), else the error to return.
     #[inline]
-    fn stepped_over_after(&self, e: TryRecvError) -> bool {
-        match e {
+    fn after_poll_error(&self, e: TryRecvError, steps: &mut u32) -> Option<TryRecvError> {
+        let stepped = match e {
+            TryRecvError::Empty | TryRecvError::Closed if *steps >= STEPS_PER_POLL => {
+                // Enough for one call: the next goes on (not `Closed`,
+                // which is final while there may be more to drain).
+                return Some(TryRecvError::Empty);
+            }
             TryRecvError::Empty => self.look_due() && self.check_stuck(),
             // Closed: what was sent behind a dead sender's position is
             // still to be drained.
             TryRecvError::Closed => self.step_over_dead_sender(),
-            _ => false,
+            e => return Some(e),
+        };
+        if !stepped {
+            return Some(e);
         }
+        *steps += 1;
+        // A dead batch leaves a run of positions: look again at once.
+        self.polls.set(POLL_LOOK_EVERY - 1);
+        None
     }
 
     /// Receive the next message into `buf` without blocking, as
-    /// [`shmcast_core::Receiver::try_recv`] does, and step over a position
-    /// whose sender died between claiming and publishing it (see
-    /// [`Receiver::step_over_dead_sender`]) once this receiver has polled
-    /// there for 10 ms: a polling loop is never held up by a dead sender.
+    /// [`shmcast_core::Receiver::try_recv`] does, and step over positions
+    /// whose senders died between claiming and publishing them (see
+    /// [`Receiver::step_over_dead_sender`]). It looks for such a position
+    /// once in 1024 calls that find nothing, and steps over it at the
+    /// first look 10 ms or more after it first saw it: a loop that polls
+    /// at least every few microseconds is held up about 10 ms. A receiver
+    /// that polls rarely (say, only when its eventfd is readable) calls
+    /// `step_over_dead_sender` itself when it has found nothing for a
+    /// while. After a close, everything behind dead senders' positions is
+    /// drained before `Closed`. At most 16 positions are stepped over per
+    /// call (then `Empty`: call again).
     #[inline]
     pub fn try_recv(&self, buf: &mut [u8]) -> Result<MessageInfo, TryRecvError> {
         // One call site of the core's `try_recv`, so that it is inlined
         // (a second one, for the retry, made it a call: ~2 ns a receive).
+        let mut steps = 0;
         loop {
             let r = self.inner.try_recv(buf);
             match r {
-                // Each step-over moves the head: at most `capacity` rounds.
-                Err(e) if self.stepped_over_after(e) => continue,
+                Err(e) => match self.after_poll_error(e, &mut steps) {
+                    None => continue,
+                    Some(e) => return Err(e),
+                },
                 r => return r,
             }
         }
     }
 
     /// Receive up to `infos.len()` messages without blocking, as
-    /// [`shmcast_core::Receiver::try_recv_batch`] does, stepping over a
-    /// dead sender's position as [`Receiver::try_recv`] does.
+    /// [`shmcast_core::Receiver::try_recv_batch`] does, stepping over dead
+    /// senders' positions as [`Receiver::try_recv`] does.
     pub fn try_recv_batch(
         &self,
         buf: &mut [u8],
         infos: &mut [MessageInfo],
     ) -> Result<usize, TryRecvError> {
+        let mut steps = 0;
         loop {
             match self.inner.try_recv_batch(buf, infos) {
-                Err(e) if self.stepped_over_after(e) => continue,
+                Err(e) => match self.after_poll_error(e, &mut steps) {
+                    None => continue,
+                    Some(e) => return Err(e),
+                },
                 r => return r,
             }
         }
     }
 
     /// Zero-copy receive, as [`shmcast_core::Receiver::try_read`] does,
-    /// stepping over a dead sender's position as [`Receiver::try_recv`]
-    /// does (here the look comes before the read, once in a while, so a
-    /// step-over shows at the next call).
+    /// stepping over dead senders' positions as [`Receiver::try_recv`]
+    /// does. Here the looks come before the read (a step-over shows in the
+    /// same call): once in 1024 calls, and at every call once the ring is
+    /// closed (one more load of the ring's state per call).
     pub fn try_read(&mut self) -> Result<ReadSlot<'_, ShmRegions>, TryRecvError> {
-        if self.look_due() {
-            self.check_stuck();
+        if self.look_due() && self.check_stuck() {
+            self.polls.set(POLL_LOOK_EVERY - 1);
+        }
+        if self.inner.ring().is_closed() {
+            let mut steps = 0;
+            while self.step_over_dead_sender() {
+                steps += 1;
+                if steps == STEPS_PER_POLL {
+                    return Err(TryRecvError::Empty);
+                }
+            }
         }
         self.inner.try_read()
     }
@@ -938,7 +982,7 @@ impl Receiver {
         mut take: impl FnMut(&CoreReceiver) -> Result<T, TryRecvError>,
     ) -> Result<T, RecvError> {
         let mut spun = false;
-        loop {
+        'attempt: loop {
             if let Some(r) = self.attempt(&mut take) {
                 return r;
             }
@@ -966,6 +1010,9 @@ impl Receiver {
                             match take(&self.inner) {
                                 Ok(m) => return Ok(m),
                                 Err(TryRecvError::Empty) => {}
+                                // Closed: `attempt` drains what is behind
+                                // a dead sender's position, if one holds it.
+                                Err(TryRecvError::Closed) => continue 'attempt,
                                 // Reported as is: a Lagged receiver has
                                 // already moved on, the report is this one.
                                 Err(e) => return Err(recv_error(e)),

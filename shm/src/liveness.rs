@@ -294,7 +294,12 @@ pub(crate) fn active_entries<'a>(
     ring: &'a Ring<ShmRegions>,
     keep: impl Fn(u64) -> bool + 'a,
 ) -> impl Iterator<Item = (SubscriberId, u32)> + 'a {
-    (0..ring.geometry().max_subscribers()).filter_map(move |i| {
+    // Up to the high-water mark: no entry past it was ever joined (a peer
+    // that raises it only makes this look at more entries, at most the
+    // table).
+    let high = (ring.regions().header().wake.table_high_water.load(Relaxed) as usize)
+        .min(ring.geometry().max_subscribers());
+    (0..high).filter_map(move |i| {
         // Relaxed: a candidate list; `evict` re-checks with a CAS.
         let s = ring.regions().entry(i).state.load(Relaxed);
         let id = SubscriberId(i as u32);

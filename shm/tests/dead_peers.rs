@@ -438,50 +438,65 @@ fn a_polling_receiver_steps_over_a_dead_sender_when_asked() {
 /// The three polling receives step over a dead sender's position by
 /// themselves once it has held them for a while, and never while the
 /// sender is alive: a `try_recv` loop once waited there for good unless it
-/// called `step_over_dead_sender`.
+/// called `step_over_dead_sender`. Every mode (zero-copy: not multicast).
 #[test]
 fn polling_receives_step_over_a_dead_sender_by_themselves() {
-    for how in ["try_recv", "try_recv_batch", "try_read"] {
-        let name = unique("poll-self");
-        let ch = channel(&name, Mode::Broadcast);
-        let mut rx = ch.receiver().unwrap();
-        let tx = ch.sender().unwrap();
-        let (child, _) = claiming_sender(&name);
-        tx.send(b"after").unwrap();
-        let mut buf = [0u8; 64];
-        let mut infos = [shmcast::MessageInfo::default(); 4];
-        let mut poll = |rx: &mut shmcast::Receiver| -> Option<Vec<u8>> {
-            let got = match how {
-                "try_recv" => rx.try_recv(&mut buf).map(|m| buf[..m.len].to_vec()),
-                "try_recv_batch" => rx
-                    .try_recv_batch(&mut buf, &mut infos)
-                    .map(|n| buf[..infos[..n].iter().map(|i| i.len).sum()].to_vec()),
-                _ => rx.try_read().map(|slot| {
-                    let mut m = vec![0; slot.len()];
-                    slot.read_at(0, &mut m);
-                    m
-                }),
+    for mode in [Mode::Unicast, Mode::Broadcast, Mode::Multicast] {
+        for how in ["try_recv", "try_recv_batch", "try_read"] {
+            if how == "try_read" && mode == Mode::Multicast {
+                continue;
+            }
+            let name = unique("poll-self");
+            let ch = channel(&name, mode);
+            let mut rx = ch.receiver().unwrap();
+            let tx = ch.sender().unwrap();
+            let (child, _) = claiming_sender(&name);
+            tx.send(b"after").unwrap();
+            // Alive (well past STUCK_AFTER): waited for.
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_millis(100) {
+                assert_eq!(
+                    poll(&mut rx, how),
+                    Ok(None),
+                    "{mode} {how}: stepped over a live sender"
+                );
+            }
+            kill(child);
+            let t0 = Instant::now();
+            let got = loop {
+                if let Some(m) = poll(&mut rx, how).unwrap() {
+                    break m;
+                }
+                assert!(
+                    t0.elapsed() < Duration::from_secs(5),
+                    "{mode} {how}: still held"
+                );
             };
-            match got {
-                Ok(m) => Some(m),
-                Err(shmcast::TryRecvError::Empty) => None,
-                Err(e) => panic!("{how}: {e}"),
-            }
-        };
-        // Alive (well past STUCK_AFTER): waited for.
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_millis(100) {
-            assert_eq!(poll(&mut rx), None, "{how}: stepped over a live sender");
+            assert_eq!(got, b"after", "{mode} {how}");
         }
-        kill(child);
-        let t0 = Instant::now();
-        let got = loop {
-            if let Some(m) = poll(&mut rx) {
-                break m;
-            }
-            assert!(t0.elapsed() < Duration::from_secs(5), "{how}: still held");
-        };
-        assert_eq!(got, b"after", "{how}");
+    }
+}
+
+/// One polling receive by `how` (`try_recv`, `try_recv_batch` or
+/// `try_read`): the bytes received (`None`: empty), or the error.
+fn poll(rx: &mut shmcast::Receiver, how: &str) -> Result<Option<Vec<u8>>, shmcast::TryRecvError> {
+    let mut buf = [0u8; 64];
+    let mut infos = [shmcast::MessageInfo::default(); 4];
+    let got = match how {
+        "try_recv" => rx.try_recv(&mut buf).map(|m| buf[..m.len].to_vec()),
+        "try_recv_batch" => rx
+            .try_recv_batch(&mut buf, &mut infos)
+            .map(|n| buf[..infos[..n].iter().map(|i| i.len).sum()].to_vec()),
+        _ => rx.try_read().map(|slot| {
+            let mut m = vec![0; slot.len()];
+            slot.read_at(0, &mut m);
+            m
+        }),
+    };
+    match got {
+        Ok(m) => Ok(Some(m)),
+        Err(shmcast::TryRecvError::Empty) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -546,35 +561,51 @@ fn a_unicast_receiver_whose_senders_died_gets_no_senders() {
     }
 }
 
-/// What was sent behind a dead sender's position is drained after a
-/// close too (it once read `Closed` at that position).
+/// What was sent behind dead senders' positions is drained after a close
+/// too, by blocking and polling receives alike (they once read `Closed` at
+/// the first such position, and a blocking receive with its default spin
+/// at the second).
 #[test]
-fn a_closed_ring_drains_past_a_dead_sender() {
-    let name = unique("closed-claim");
-    let ch = channel(&name, Mode::Broadcast);
-    let rx = ch.receiver().unwrap();
-    let tx = ch.sender().unwrap();
-    let (child, _) = claiming_sender(&name);
-    tx.send(b"after").unwrap();
-    kill(child);
-    ch.destroy();
-    let mut buf = [0u8; 64];
-    let m = rx.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap();
-    assert_eq!(&buf[..m.len], b"after");
-    assert_eq!(
-        rx.recv_timeout(&mut buf, Duration::from_secs(5)),
-        Err(shmcast::RecvError::Closed)
-    );
+fn a_closed_ring_drains_past_dead_senders() {
+    for how in ["recv", "try_recv", "try_recv_batch", "try_read"] {
+        let name = unique("closed-claim");
+        let ch = channel(&name, Mode::Broadcast);
+        let mut rx = ch.receiver().unwrap();
+        let tx = ch.sender().unwrap();
+        let (first, _) = claiming_sender(&name);
+        let (second, _) = claiming_sender(&name);
+        tx.send(b"after").unwrap();
+        kill(first);
+        kill(second);
+        ch.destroy();
+        if how == "recv" {
+            let mut buf = [0u8; 64];
+            let m = rx.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap();
+            assert_eq!(&buf[..m.len], b"after");
+            assert_eq!(
+                rx.recv_timeout(&mut buf, Duration::from_secs(5)),
+                Err(shmcast::RecvError::Closed)
+            );
+        } else {
+            // Closed ring: no 10 ms wait, the first calls drain.
+            assert_eq!(poll(&mut rx, how), Ok(Some(b"after".to_vec())), "{how}");
+            assert_eq!(
+                poll(&mut rx, how),
+                Err(shmcast::TryRecvError::Closed),
+                "{how}"
+            );
+        }
+    }
 }
 
 /// A dead sender whose claim still holds receivers up keeps its table
 /// entry (a join would clear the record they need to step over it); once
-/// they have, it is evicted (here by the unicast receiver, whose senders
-/// are then all gone).
+/// they have, a join that finds the table full evicts it.
 #[test]
 fn a_dead_sender_with_a_pending_claim_keeps_its_entry_until_stepped_over() {
     let name = unique("table-claim");
     let ch = ChannelBuilder::new(&name)
+        .mode(Mode::Broadcast)
         .max_subscribers(2)
         .capacity(8)
         .max_message(64)
@@ -588,14 +619,77 @@ fn a_dead_sender_with_a_pending_claim_keeps_its_entry_until_stepped_over() {
         Err(OpenError::Join(shmcast::JoinError::TableFull { .. }))
     ));
     let mut buf = [0u8; 64];
-    // Nothing behind it, but the receive steps over the dead position,
-    // then finds its only sender dead.
+    // Nothing behind it, but the receive steps over the dead position.
     assert_eq!(
-        rx.recv_timeout(&mut buf, Duration::from_secs(5)),
-        Err(shmcast::RecvError::NoSenders)
+        rx.recv_timeout(&mut buf, Duration::from_millis(200)),
+        Err(shmcast::RecvError::Timeout)
     );
     let tx = attach(&name, Role::Send).unwrap().sender().unwrap();
     tx.send(b"after").unwrap();
     let m = rx.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap();
     assert_eq!((&buf[..m.len], m.id), (&b"after"[..], 1));
+}
+
+/// A unicast receiver that looks for dead senders leaves one whose claim
+/// holds it in the table as well: evicted, its entry would go to the next
+/// sender to join, whose join clears the record, and the position would
+/// never be stepped over.
+#[test]
+fn a_unicast_receiver_keeps_a_dead_sender_whose_claim_holds_it() {
+    let name = unique("keep-claim");
+    let ch = ChannelBuilder::new(&name)
+        .max_subscribers(3)
+        .capacity(8)
+        .max_message(64)
+        .create()
+        .unwrap();
+    let rx = ch.receiver().unwrap();
+    let tx = ch.sender().unwrap();
+    let (child, _) = claiming_sender(&name);
+    tx.send(b"after").unwrap();
+    kill(child);
+    let mut buf = [0u8; 64];
+    // The first wait looks for dead senders at once.
+    assert_eq!(
+        rx.recv_timeout(&mut buf, Duration::from_millis(1)),
+        Err(shmcast::RecvError::Timeout)
+    );
+    // The table is full unless the dead sender was evicted.
+    let late = ch.sender();
+    let m = rx.recv_timeout(&mut buf, Duration::from_secs(5)).unwrap();
+    assert_eq!(&buf[..m.len], b"after");
+    assert!(late.is_err(), "the dead sender's entry was given away");
+}
+
+/// A sender that died between writing its claim record and its claim CAS
+/// left a record past the tail, which holds nobody: it counts as gone (it
+/// used to count as pending for good, and `NoSenders` never came).
+#[test]
+fn a_sender_that_died_before_its_claim_counts_as_gone() {
+    use shmcast::core::layout::{ENTRY_ACTIVE, ENTRY_STATUS_MASK, ROLE_SEND};
+    use shmcast::core::Regions;
+    use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+    let name = unique("died-before-claim");
+    let ch = channel(&name, Mode::Unicast);
+    let rx = ch.receiver().unwrap();
+    let mut child = Running::spawn(peer(&["send", &name, "--count", "1", "--stay"]));
+    child.line();
+    let mut buf = [0u8; 64];
+    assert!(rx.recv_timeout(&mut buf, Duration::from_secs(5)).is_ok());
+    // What the sender would have written just before its CAS.
+    let ring = ch.raw_ring();
+    let entry = (0..ring.geometry().max_subscribers())
+        .map(|i| ring.regions().entry(i))
+        .find(|e| {
+            let s = e.state.load(SeqCst);
+            s & ENTRY_STATUS_MASK == ENTRY_ACTIVE && s & ROLE_SEND != 0
+        })
+        .expect("the child's entry");
+    entry.claim_start.store(ring.tail(), Relaxed);
+    entry.claim_count.store(1, SeqCst);
+    kill(child);
+    assert_eq!(
+        rx.recv_timeout(&mut buf, Duration::from_secs(5)),
+        Err(shmcast::RecvError::NoSenders)
+    );
 }
