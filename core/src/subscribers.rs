@@ -289,7 +289,8 @@ impl<R: Regions> Ring<R> {
     /// nobody. A dead sender with a pending record is left in the table
     /// (not evicted): receivers need its record to step over the position
     /// (see `Receiver::step_over_dead_claim`), and a join would clear it.
-    /// Constant time whatever a peer wrote into the record.
+    /// A few loads whatever a peer wrote into the record, plus, in
+    /// broadcast, a scan of the table for a record found pending.
     pub fn claim_pending(&self, id: SubscriberId) -> bool {
         if id.index() >= self.geo.max_subscribers() {
             return false;

@@ -956,13 +956,15 @@ impl Receiver {
     /// Zero-copy receive, as [`shmcast_core::Receiver::try_read`] does,
     /// stepping over dead senders' positions as [`Receiver::try_recv`]
     /// does. Here the looks come before the read (a step-over shows in the
-    /// same call): once in 1024 calls, and at every call once the ring is
-    /// closed (one more load of the ring's state per call).
+    /// same call): once in 1024 calls (found empty or not), and at every
+    /// call once the ring is closed (one more load of the ring's state per
+    /// call).
     pub fn try_read(&mut self) -> Result<ReadSlot<'_, ShmRegions>, TryRecvError> {
         if self.look_due() && self.check_stuck() {
             self.polls.set(POLL_LOOK_EVERY - 1);
         }
-        if self.inner.ring().is_closed() {
+        let closed = self.inner.ring().is_closed();
+        if closed {
             let mut steps = 0;
             while self.step_over_dead_sender() {
                 steps += 1;
@@ -971,7 +973,12 @@ impl Receiver {
                 }
             }
         }
-        self.inner.try_read()
+        match self.inner.try_read() {
+            // Closed since the look above: the steps over dead senders'
+            // positions come at the next call (`Closed` is final).
+            Err(TryRecvError::Closed) if !closed => Err(TryRecvError::Empty),
+            r => r,
+        }
     }
 
     /// The blocking loop shared by every `recv*`: try, spin or yield for
@@ -1030,6 +1037,11 @@ impl Receiver {
             // may be a dead sender's (after the spin: its cost does not
             // matter here).
             if self.check_stuck() || self.evict_dead_senders() {
+                // A run of dead senders' positions is stepped over one
+                // position a round: keep to the deadline meanwhile.
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return self.attempt(&mut take).unwrap_or(Err(RecvError::Timeout));
+                }
                 continue;
             }
             let mut timeout = match deadline {

@@ -265,8 +265,11 @@ pub(crate) fn is_dead(
 }
 
 /// Evict, among `candidates` (entry and generation), those whose holder is
-/// gone: its token is published for that generation and no description
-/// holds its lock. Returns how many were evicted.
+/// gone (its token is published for that generation and no description
+/// holds its lock), except senders whose claim record still names a
+/// position receivers wait at ([`Ring::claim_pending`]): they need that
+/// record to step over it, and a join into the freed entry would clear it.
+/// Returns how many were evicted.
 pub(crate) fn evict_dead(
     liveness: &Liveness,
     ring: &Ring<ShmRegions>,
@@ -278,7 +281,13 @@ pub(crate) fn evict_dead(
         if id.index() >= max {
             continue;
         }
-        if is_dead(liveness, ring, id, u64::from(gen) << 32) && ring.evict(id, gen) {
+        // Dead first: a dead process's claim record no longer changes, so
+        // `claim_pending` then holds (a live sender could claim between a
+        // look at its record and its death).
+        if is_dead(liveness, ring, id, u64::from(gen) << 32)
+            && !ring.claim_pending(id)
+            && ring.evict(id, gen)
+        {
             evicted += 1;
         }
     }
@@ -286,10 +295,8 @@ pub(crate) fn evict_dead(
 }
 
 /// Every active entry of the table whose state word `keep` accepts, with
-/// its generation (a join that found the table full: dead holders of any
-/// role are evicted; a unicast receiver: dead senders), except senders
-/// whose claim record still names a position receivers wait at (they need
-/// that record to step over it; evicting would let a join clear it).
+/// its generation: the candidates of [`evict_dead`] for a join that found
+/// the table full (any role) and for a unicast receiver (senders).
 pub(crate) fn active_entries<'a>(
     ring: &'a Ring<ShmRegions>,
     keep: impl Fn(u64) -> bool + 'a,
@@ -303,8 +310,7 @@ pub(crate) fn active_entries<'a>(
         // Relaxed: a candidate list; `evict` re-checks with a CAS.
         let s = ring.regions().entry(i).state.load(Relaxed);
         let id = SubscriberId(i as u32);
-        (s & ENTRY_STATUS_MASK == ENTRY_ACTIVE && keep(s) && !ring.claim_pending(id))
-            .then_some((id, entry_generation(s)))
+        (s & ENTRY_STATUS_MASK == ENTRY_ACTIVE && keep(s)).then_some((id, entry_generation(s)))
     })
 }
 
