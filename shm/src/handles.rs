@@ -20,6 +20,20 @@ use crate::map::ShmRegions;
 type CoreProducer = shmcast_core::Producer<ShmRegions>;
 type CoreReceiver = shmcast_core::Receiver<ShmRegions>;
 
+/// Whether `every` has passed since `last` (or it never happened); if so,
+/// `last` becomes now. Rate-limits the probes of dead peers.
+fn due(last: &Cell<Option<Instant>>, every: Duration) -> bool {
+    let now = Instant::now();
+    if last
+        .get()
+        .is_some_and(|t| now.saturating_duration_since(t) < every)
+    {
+        return false;
+    }
+    last.set(Some(now));
+    true
+}
+
 /// A sender on a shared-memory channel.
 ///
 /// Every successful send runs the eventcount check (one fence and one load
@@ -145,15 +159,9 @@ impl Sender {
         let Some(liveness) = &self.liveness else {
             return false;
         };
-        let now = Instant::now();
-        if self
-            .last_probe
-            .get()
-            .is_some_and(|t| now.saturating_duration_since(t) < PROBE_EVERY)
-        {
+        if !due(&self.last_probe, PROBE_EVERY) {
             return false;
         }
-        self.last_probe.set(Some(now));
         let ring = self.p().ring();
         let mut held = [(SubscriberId(0), 0); 8];
         let n = ring.holding_receivers(&mut held);
@@ -857,15 +865,9 @@ impl Receiver {
         if ring.mode() != Mode::Unicast {
             return false;
         }
-        let now = Instant::now();
-        if self
-            .senders_looked
-            .get()
-            .is_some_and(|t| now.saturating_duration_since(t) < SENDER_LOOK_EVERY)
-        {
+        if !due(&self.senders_looked, SENDER_LOOK_EVERY) {
             return false;
         }
-        self.senders_looked.set(Some(now));
         !ring.senders_gone() && evict_dead_senders(liveness, ring) > 0
     }
 

@@ -12,12 +12,15 @@ use shmcast::{attach, ChannelBuilder, Mode, OpenError, Role, SendError, Subscrib
 
 /// A channel of 8 slots of up to 64 bytes.
 fn channel(name: &str, mode: Mode) -> shmcast::Channel {
+    builder(name, mode).create().unwrap()
+}
+
+/// The builder of [`channel`], for tests that change more.
+fn builder(name: &str, mode: Mode) -> ChannelBuilder {
     ChannelBuilder::new(name)
         .mode(mode)
         .capacity(8)
         .max_message(64)
-        .create()
-        .unwrap()
 }
 
 /// A `shmcast-peer recv` on `name` that has joined; returns it and its id.
@@ -226,11 +229,8 @@ fn a_stopped_receiver_is_alive_and_keeps_its_messages() {
 #[test]
 fn dead_subscribers_free_a_full_table() {
     let name = unique("dead-table");
-    let ch = ChannelBuilder::new(&name)
-        .mode(Mode::Broadcast)
+    let ch = builder(&name, Mode::Broadcast)
         .max_subscribers(2)
-        .capacity(8)
-        .max_message(64)
         .create()
         .unwrap();
     let tx = ch.sender().unwrap();
@@ -258,10 +258,7 @@ fn a_killed_receiver_of_another_user_is_found_too() {
         return;
     }
     let name = unique("dead-other");
-    let ch = ChannelBuilder::new(&name)
-        .mode(Mode::Broadcast)
-        .capacity(8)
-        .max_message(64)
+    let ch = builder(&name, Mode::Broadcast)
         .permissions(0o644)
         .create()
         .unwrap();
@@ -614,10 +611,8 @@ fn abandoned_claims(ch: &shmcast::Channel, n: usize) {
 fn polling_receives_step_over_a_bounded_run_per_call() {
     for how in ["try_recv", "try_recv_batch", "try_read"] {
         let name = unique("step-budget");
-        let ch = ChannelBuilder::new(&name)
-            .mode(Mode::Broadcast)
+        let ch = builder(&name, Mode::Broadcast)
             .capacity(64)
-            .max_message(64)
             .max_subscribers(40)
             .create()
             .unwrap();
@@ -670,11 +665,8 @@ fn a_close_racing_try_read_loses_nothing() {
 #[test]
 fn a_dead_sender_with_a_pending_claim_keeps_its_entry_until_stepped_over() {
     let name = unique("table-claim");
-    let ch = ChannelBuilder::new(&name)
-        .mode(Mode::Broadcast)
+    let ch = builder(&name, Mode::Broadcast)
         .max_subscribers(2)
-        .capacity(8)
-        .max_message(64)
         .create()
         .unwrap();
     let rx = ch.receiver().unwrap();
@@ -703,10 +695,8 @@ fn a_dead_sender_with_a_pending_claim_keeps_its_entry_until_stepped_over() {
 #[test]
 fn a_unicast_receiver_keeps_a_dead_sender_whose_claim_holds_it() {
     let name = unique("keep-claim");
-    let ch = ChannelBuilder::new(&name)
+    let ch = builder(&name, Mode::Unicast)
         .max_subscribers(3)
-        .capacity(8)
-        .max_message(64)
         .create()
         .unwrap();
     let rx = ch.receiver().unwrap();
