@@ -8,7 +8,8 @@
 //! index asserts of `RawRegions`), every call returns (libFuzzer's
 //! `-timeout` catches a loop that does not end), lengths are clamped
 //! (`info.len <= buf.len()`, `<= max_message`), wake sets only name
-//! entries of the table, and the private geometry never changes.
+//! entries of the table, and the private geometry never changes. The
+//! dead-peer recovery (step-over, eviction) runs over the same memory.
 
 #![no_main]
 
@@ -66,6 +67,15 @@ enum HostileOp {
     },
     /// Read-only queries a blocking layer or a tool makes.
     Query(Pick),
+    /// What the dead-peer recovery of a process does over whatever the
+    /// peer wrote: a receiver steps over the position it waits at if the
+    /// claiming senders are "dead" (as the liveness probe says), and an
+    /// entry is evicted as dead.
+    DeadPeer {
+        r: Pick,
+        dead: bool,
+        evict: Pick,
+    },
 }
 
 /// One store by the peer.
@@ -277,6 +287,39 @@ impl World {
                 win,
             } => self.read(*r, &scribbles.0, offset.0, win.0),
             HostileOp::Query(i) => self.query(SubscriberId(i.0 as u32 % 80)),
+            HostileOp::DeadPeer { r, dead, evict } => self.dead_peer(*r, *dead, *evict),
+        }
+    }
+
+    fn dead_peer(&mut self, r: Pick, dead: bool, evict: Pick) {
+        if let Some(i) = pick(r, self.receivers.len()) {
+            let rx = &self.receivers[i];
+            let before = rx.next_position();
+            if rx.step_over_dead_claim(|id, _| {
+                assert!(id.index() < self.geo.max_subscribers(), "judged {id}");
+                dead
+            }) {
+                // One position, forward (multicast: the shared head, which
+                // the peer may have moved meanwhile; only ours is checked).
+                if self.geo.mode() != shmcast_core::Mode::Multicast {
+                    assert_eq!(rx.next_position(), before.wrapping_add(1));
+                }
+            }
+        }
+        let id = SubscriberId(evict.0 as u32 % 80);
+        let ring = &self.ring;
+        let _ = ring.claim_pending(id);
+        if id.index() < self.geo.max_subscribers() {
+            let state = ring.regions().entry(id.index()).state.load(Relaxed);
+            let _ = ring.evict(id, shmcast_core::layout::entry_generation(state));
+        } else {
+            assert!(!ring.evict(id, 0), "evicted {id} outside the table");
+        }
+        let mut held = [(SubscriberId(0), 0); 8];
+        let n = ring.holding_receivers(&mut held);
+        assert!(n <= held.len());
+        for (id, _) in &held[..n] {
+            assert!(id.index() < self.geo.max_subscribers(), "holding: {id}");
         }
     }
 
