@@ -301,9 +301,9 @@ pub(crate) fn active_entries<'a>(
     ring: &'a Ring<ShmRegions>,
     keep: impl Fn(u64) -> bool + 'a,
 ) -> impl Iterator<Item = (SubscriberId, u32)> + 'a {
-    // Up to the high-water mark: no entry past it was ever joined (a peer
-    // that raises it only makes this look at more entries, at most the
-    // table).
+    // Up to the high-water mark: no entry past it was ever joined. A peer
+    // that moves it only changes which entries are looked at (at most the
+    // table); hiding a dead one from eviction costs only room.
     let high = (ring.regions().header().wake.table_high_water.load(Relaxed) as usize)
         .min(ring.geometry().max_subscribers());
     (0..high).filter_map(move |i| {
@@ -315,7 +315,7 @@ pub(crate) fn active_entries<'a>(
 }
 
 /// Evict the senders whose processes died (except one whose claim record
-/// still holds receivers: see [`active_entries`]). What a unicast receiver
+/// still holds receivers: see [`evict_dead`]). What a unicast receiver
 /// that waits does, so that senders that died end its wait with
 /// `NoSenders` as senders that left do. Returns how many were evicted.
 pub(crate) fn evict_dead_senders(liveness: &Liveness, ring: &Ring<ShmRegions>) -> usize {
