@@ -938,6 +938,11 @@ impl Receiver {
     /// Receive up to `infos.len()` messages without blocking, as
     /// [`shmcast_core::Receiver::try_recv_batch`] does, stepping over dead
     /// senders' positions as [`Receiver::try_recv`] does.
+    // Inlined as `try_recv` is. Out of line, the bench's 8-byte batch
+    // streaming read 83-98 M msg/s against 101-116 M inlined, and so did
+    // its raw-ring column, which runs none of this code: the bench binary
+    // is that sensitive to layout (benches/results/README.md, ninth round).
+    #[inline]
     pub fn try_recv_batch(
         &self,
         buf: &mut [u8],
