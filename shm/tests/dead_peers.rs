@@ -351,19 +351,52 @@ fn claiming_sender(name: &str) -> (Running, u64) {
     (r, pos)
 }
 
+/// A channel of `mode` with a receiver, a sender, `n` senders in other
+/// processes that each claimed a position and hang there (with the
+/// positions), and `after` sent behind those positions.
+struct HungClaims {
+    ch: shmcast::Channel,
+    rx: shmcast::Receiver,
+    tx: shmcast::Sender,
+    claimers: Vec<(Running, u64)>,
+}
+
+fn hung_claims(tag: &str, mode: Mode, n: usize) -> HungClaims {
+    let name = unique(tag);
+    let ch = channel(&name, mode);
+    let rx = ch.receiver().unwrap();
+    let tx = ch.sender().unwrap();
+    let claimers = (0..n).map(|_| claiming_sender(&name)).collect();
+    tx.send(b"after").unwrap();
+    HungClaims {
+        ch,
+        rx,
+        tx,
+        claimers,
+    }
+}
+
+/// [`hung_claims`] with one claimer.
+fn hung_claim(tag: &str, mode: Mode) -> (HungClaims, Running) {
+    let mut h = hung_claims(tag, mode, 1);
+    let (child, _) = h.claimers.pop().unwrap();
+    (h, child)
+}
+
 /// A sender killed between claiming a position and publishing it held
 /// every receiver at that position for good; receivers now step over it
 /// once its process is gone, and get what was sent after it.
 #[test]
 fn a_sender_killed_mid_send_is_stepped_over() {
     for mode in [Mode::Unicast, Mode::Broadcast, Mode::Multicast] {
-        let name = unique("dead-claim");
-        let ch = channel(&name, mode);
-        let rx = ch.receiver().unwrap();
-        let tx = ch.sender().unwrap();
-        let (child, pos) = claiming_sender(&name);
+        let HungClaims {
+            rx,
+            tx,
+            mut claimers,
+            ..
+        } = hung_claims("dead-claim", mode, 1);
+        let (child, pos) = claimers.pop().unwrap();
         assert_eq!(pos, 0);
-        tx.send(b"after").unwrap();
         kill(child);
         let t0 = Instant::now();
         let mut buf = [0u8; 64];
@@ -395,12 +428,7 @@ fn a_sender_killed_mid_send_is_stepped_over() {
 /// message first once it goes on (here: until it is killed, then the rest).
 #[test]
 fn a_sender_stopped_mid_send_is_waited_for() {
-    let name = unique("stopped-claim");
-    let ch = channel(&name, Mode::Unicast);
-    let rx = ch.receiver().unwrap();
-    let tx = ch.sender().unwrap();
-    let (child, _) = claiming_sender(&name);
-    tx.send(b"after").unwrap();
+    let (HungClaims { rx, tx: _tx, .. }, child) = hung_claim("stopped-claim", Mode::Unicast);
     let mut buf = [0u8; 64];
     // Well past STUCK_AFTER: still waiting, nothing stepped over.
     assert_eq!(
@@ -416,12 +444,7 @@ fn a_sender_stopped_mid_send_is_waited_for() {
 /// and only once the sender is gone.
 #[test]
 fn a_polling_receiver_steps_over_a_dead_sender_when_asked() {
-    let name = unique("poll-claim");
-    let ch = channel(&name, Mode::Broadcast);
-    let rx = ch.receiver().unwrap();
-    let tx = ch.sender().unwrap();
-    let (child, _) = claiming_sender(&name);
-    tx.send(b"after").unwrap();
+    let (HungClaims { rx, tx: _tx, .. }, child) = hung_claim("poll-claim", Mode::Broadcast);
     let mut buf = [0u8; 64];
     assert_eq!(rx.try_recv(&mut buf), Err(shmcast::TryRecvError::Empty));
     assert!(!rx.step_over_dead_sender(), "alive: waited for");
@@ -443,12 +466,12 @@ fn polling_receives_step_over_a_dead_sender_by_themselves() {
             if how == "try_read" && mode == Mode::Multicast {
                 continue;
             }
-            let name = unique("poll-self");
-            let ch = channel(&name, mode);
-            let mut rx = ch.receiver().unwrap();
-            let tx = ch.sender().unwrap();
-            let (child, _) = claiming_sender(&name);
-            tx.send(b"after").unwrap();
+            let (
+                HungClaims {
+                    mut rx, tx: _tx, ..
+                },
+                child,
+            ) = hung_claim("poll-self", mode);
             // Alive (well past STUCK_AFTER): waited for.
             let t0 = Instant::now();
             while t0.elapsed() < Duration::from_millis(100) {
@@ -502,12 +525,7 @@ fn poll(rx: &mut shmcast::Receiver, how: &str) -> Result<Option<Vec<u8>>, shmcas
 /// it afresh, so such a loop waited for good).
 #[test]
 fn short_receive_timeouts_add_up_to_a_step_over() {
-    let name = unique("short-timeouts");
-    let ch = channel(&name, Mode::Unicast);
-    let rx = ch.receiver().unwrap();
-    let tx = ch.sender().unwrap();
-    let (child, _) = claiming_sender(&name);
-    tx.send(b"after").unwrap();
+    let (HungClaims { rx, tx: _tx, .. }, child) = hung_claim("short-timeouts", Mode::Unicast);
     kill(child);
     let mut buf = [0u8; 64];
     let t0 = Instant::now();
@@ -565,15 +583,15 @@ fn a_unicast_receiver_whose_senders_died_gets_no_senders() {
 #[test]
 fn a_closed_ring_drains_past_dead_senders() {
     for how in ["recv", "try_recv", "try_recv_batch", "try_read"] {
-        let name = unique("closed-claim");
-        let ch = channel(&name, Mode::Broadcast);
-        let mut rx = ch.receiver().unwrap();
-        let tx = ch.sender().unwrap();
-        let (first, _) = claiming_sender(&name);
-        let (second, _) = claiming_sender(&name);
-        tx.send(b"after").unwrap();
-        kill(first);
-        kill(second);
+        let HungClaims {
+            ch,
+            mut rx,
+            tx: _tx,
+            claimers,
+        } = hung_claims("closed-claim", Mode::Broadcast, 2);
+        for (child, _) in claimers {
+            kill(child);
+        }
         ch.destroy();
         if how == "recv" {
             let mut buf = [0u8; 64];
